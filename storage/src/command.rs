@@ -1,0 +1,52 @@
+//! The commands a shard's state machine applies, and what each returns.
+//!
+//! Commands are data: the Raft layer puts them in log entries (encoded by [`crate::codec`]) and
+//! every replica applies the same ones in the same order to its [`crate::MemStore`]. Apply is
+//! deterministic: nothing in it reads a clock or a random number; an expiry is an absolute time
+//! chosen by the leader when it proposes the write.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// One state-machine command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Set `key` to `value`. `expires_at` is a Unix time in milliseconds.
+    Put {
+        key: Bytes,
+        value: Bytes,
+        expires_at: Option<u64>,
+    },
+    /// Remove `key`.
+    Delete { key: Bytes },
+    /// Set `key` to `value` only if its current version is `expected` (`None`: only if absent).
+    Cas {
+        key: Bytes,
+        expected: Option<u64>,
+        value: Bytes,
+        expires_at: Option<u64>,
+    },
+    /// Apply all of these atomically, in order, at one log index. A nested batch is rejected.
+    Batch(Vec<Command>),
+}
+
+/// The outcome of applying a [`Command`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// For log entries that carry no command (blank, membership).
+    #[default]
+    None,
+    /// The key's new version (the entry's log index).
+    Put { version: u64 },
+    /// Whether the key existed.
+    Delete { existed: bool },
+    /// Whether the swap happened, and the key's version afterwards.
+    Cas {
+        succeeded: bool,
+        current: Option<u64>,
+    },
+    /// One response per command of the batch.
+    Batch(Vec<Response>),
+    /// The command was refused as a whole; nothing changed.
+    Rejected { reason: String },
+}

@@ -1,0 +1,88 @@
+//! IsLabDB's storage engine: memory first, WAL behind.
+//!
+//! A node keeps every shard's data in memory ([`MemStore`], a DashMap per shard) and makes it
+//! durable through ONE write-ahead log ([`Wal`]) that is the Raft log of every shard on the
+//! node: entries of many groups interleave in one stream and share each `fdatasync` (group
+//! commit). A [`Checkpoint`] is the image of one shard at an applied log id: the Raft snapshot
+//! a lagging replica installs, and where recovery starts before replaying the WAL tail. Small
+//! metadata lives in the [`Catalog`] (sled). This crate knows files, not the network.
+//!
+//! # Layout
+//!
+//! - `wal` — the [`Wal`] handle: append / truncate / purge / vote per group, reads, GC.
+//! - `writer` — the thread that group-commits and rotates segments.
+//! - `recovery` — rebuilding the index at open: CRCs, torn tails, corruption modes.
+//! - `record`, `segment` — the on-disk framing of records and segment files.
+//! - `group_log` — one group's in-memory log index.
+//! - `fs`, [`sim`] — file I/O behind a trait, and a disk that can lose power, for tests.
+//! - `memstore`, `command` — the in-memory state machine and its commands.
+//! - `checkpoint` — checkpoint files, also streamed as chunks.
+//! - `catalog`, `data_dir` — sled metadata, and the locked directory layout.
+//! - [`codec`] — bincode 2, the one place typed values become bytes.
+//! - `config`, `error` — [`WalConfig`] and the crate's one [`Error`].
+
+mod catalog;
+mod checkpoint;
+pub mod codec;
+mod command;
+mod config;
+mod data_dir;
+mod error;
+mod fs;
+mod group_log;
+mod memstore;
+mod record;
+mod recovery;
+mod segment;
+pub mod sim;
+mod wal;
+mod writer;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use catalog::{Catalog, CheckpointEntry};
+pub use checkpoint::{
+    CHECKPOINT_FORMAT_VERSION, Checkpoint, CheckpointMeta, CheckpointReceiver, temp_path,
+};
+pub use command::{Command, Response};
+pub use config::{Durability, RecoveryMode, WalConfig};
+pub use data_dir::DataDir;
+pub use error::{Error, Result};
+pub use fs::{FileSystem, StdFs, WalFile};
+pub use memstore::{CheckpointScan, MemStore, Versioned};
+pub use record::{Decoded, Record, decode as decode_record};
+pub use recovery::{RecoveryReport, Skipped, TornTail};
+pub use segment::{
+    SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header as decode_segment_header,
+    parse_segment_name, segment_name,
+};
+pub use wal::{Callback, Wal, WalStats};
+
+/// Identifies a Raft group (a shard; group 0 is the meta group).
+pub type GroupId = u64;
+
+/// A log position: the term and index of an entry.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogPos {
+    pub term: u64,
+    pub index: u64,
+}
+
+/// One log entry as the WAL stores it: position plus an opaque payload (the Raft layer's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    pub term: u64,
+    pub index: u64,
+    pub payload: Bytes,
+}
+
+/// The purge point and the last entry of a group's log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogState {
+    pub purged: Option<LogPos>,
+    /// The last present entry, or `purged` when there is none.
+    pub last: Option<LogPos>,
+}

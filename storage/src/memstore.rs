@@ -1,0 +1,497 @@
+//! The memory-first store of one shard: a [`DashMap`] of versioned values.
+//!
+//! Reads go straight to the map and never wait for the apply loop. Apply is deterministic:
+//! the version of a value is the log index of the entry that wrote it.
+//!
+//! # Checkpoints while apply goes on
+//!
+//! A checkpoint is the image of the store at one applied index `at`, built while later entries
+//! keep being applied. No stop-the-world copy: the map's shards are scanned one at a time, and
+//! an apply that is about to overwrite or delete a value that is still part of the image
+//! (version <= `at`) in a shard the scan has not reached yet first saves the old value (a
+//! pre-image). The image is then:
+//!
+//! ```text
+//!   every value the scan finds with version <= at    (untouched since `at`)
+//! + every saved pre-image                            (changed after `at`, before the scan got there)
+//! ```
+//!
+//! Exactness rests on one ordering: the scan marks a shard done while it still holds that
+//! shard's read lock, and apply checks the mark while holding the shard's write lock. So a
+//! value is either read by the scan (and never saved as a pre-image) or saved before the scan
+//! reads the shard (and then skipped by the scan, its version being > `at`): never both,
+//! never neither. Each shard is locked only while its few thousand entries are cloned (cheap:
+//! `Bytes` clones are reference counts), so apply is never held up for long.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Response};
+use crate::error::{Error, Result};
+
+/// Lock shards per store: the unit a checkpoint scan locks at a time.
+const SHARDS: usize = 512;
+
+/// A value with the log index that wrote it and an optional expiry (Unix ms).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned {
+    pub value: Bytes,
+    pub version: u64,
+    pub expires_at: Option<u64>,
+}
+
+struct Capture {
+    at: u64,
+    done: Box<[AtomicBool]>,
+    pre_images: Mutex<HashMap<Bytes, Versioned>>,
+}
+
+/// One shard's data in memory.
+pub struct MemStore {
+    map: DashMap<Bytes, Versioned>,
+    /// Key and value bytes held.
+    bytes: AtomicI64,
+    capturing: AtomicBool,
+    capture: Mutex<Option<Arc<Capture>>>,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        MemStore::new()
+    }
+}
+
+impl std::fmt::Debug for MemStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemStore")
+            .field("keys", &self.len())
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+fn size_of(key: &[u8], v: &Versioned) -> i64 {
+    (key.len() + v.value.len()) as i64
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore {
+            map: DashMap::with_shard_amount(SHARDS),
+            bytes: AtomicI64::new(0),
+            capturing: AtomicBool::new(false),
+            capture: Mutex::new(None),
+        }
+    }
+
+    /// The current value of `key` (expired values included: callers filter by their clock).
+    pub fn get(&self, key: &[u8]) -> Option<Versioned> {
+        self.map.get(key).map(|v| v.clone())
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Key and value bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Inserts a value as loaded from a checkpoint (no pre-image bookkeeping).
+    pub fn load(&self, key: Bytes, value: Versioned) {
+        let added = size_of(&key, &value);
+        if let Some(old) = self.map.insert(key.clone(), value) {
+            self.bytes.fetch_sub(size_of(&key, &old), Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+    }
+
+    /// Applies the command of log entry `index`.
+    pub fn apply(&self, index: u64, cmd: &Command) -> Response {
+        let capture = self.current_capture();
+        let capture = capture.as_deref();
+        match cmd {
+            Command::Batch(cmds) => {
+                if let Err(reason) = self.check_batch(cmds) {
+                    return Response::Rejected { reason };
+                }
+                Response::Batch(
+                    cmds.iter()
+                        .map(|c| self.apply_one(index, c, capture))
+                        .collect(),
+                )
+            }
+            cmd => self.apply_one(index, cmd, capture),
+        }
+    }
+
+    /// A batch is all or nothing: no nesting, and every compare-and-swap in it must hold
+    /// (evaluated in order, seeing the batch's earlier writes) or nothing is applied.
+    fn check_batch(&self, cmds: &[Command]) -> Result<(), String> {
+        let mut overlay: HashMap<&[u8], Option<u64>> = HashMap::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            match cmd {
+                Command::Batch(_) => return Err(format!("op {i}: a batch cannot nest a batch")),
+                Command::Put { key, .. } => {
+                    overlay.insert(key, Some(u64::MAX));
+                }
+                Command::Delete { key } => {
+                    overlay.insert(key, None);
+                }
+                Command::Cas { key, expected, .. } => {
+                    let current = match overlay.get(&key[..]) {
+                        Some(v) => *v,
+                        None => self.map.get(&key[..]).map(|v| v.version),
+                    };
+                    if current != *expected {
+                        return Err(format!(
+                            "op {i}: compare-and-swap failed: expected version {expected:?}, found {}",
+                            match current {
+                                Some(u64::MAX) => "a value written earlier in this batch".into(),
+                                other => format!("{other:?}"),
+                            }
+                        ));
+                    }
+                    overlay.insert(key, Some(u64::MAX));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_one(&self, index: u64, cmd: &Command, capture: Option<&Capture>) -> Response {
+        match cmd {
+            Command::Put {
+                key,
+                value,
+                expires_at,
+            } => {
+                let value = Versioned {
+                    value: value.clone(),
+                    version: index,
+                    expires_at: *expires_at,
+                };
+                let _ = self.write(key, Some(value), None, capture);
+                Response::Put { version: index }
+            }
+            Command::Delete { key } => {
+                let (existed, _) = self.write(key, None, None, capture);
+                Response::Delete { existed }
+            }
+            Command::Cas {
+                key,
+                expected,
+                value,
+                expires_at,
+            } => {
+                let value = Versioned {
+                    value: value.clone(),
+                    version: index,
+                    expires_at: *expires_at,
+                };
+                let (_, swapped) = self.write(key, Some(value), Some(*expected), capture);
+                match swapped {
+                    Ok(()) => Response::Cas {
+                        succeeded: true,
+                        current: Some(index),
+                    },
+                    Err(current) => Response::Cas {
+                        succeeded: false,
+                        current,
+                    },
+                }
+            }
+            Command::Batch(_) => Response::Rejected {
+                reason: "a batch cannot nest a batch".into(),
+            },
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) `key`, if its version is `expect` (when given).
+    /// Returns whether the key existed, and `Err(current version)` if the expectation failed.
+    fn write(
+        &self,
+        key: &Bytes,
+        new: Option<Versioned>,
+        expect: Option<Option<u64>>,
+        capture: Option<&Capture>,
+    ) -> (bool, Result<(), Option<u64>>) {
+        let entry = self.map.entry(key.clone()); // holds the shard's write lock
+        let old = match &entry {
+            Entry::Occupied(o) => Some(o.get()),
+            Entry::Vacant(_) => None,
+        };
+        let existed = old.is_some();
+        if let Some(expect) = expect {
+            let current = old.map(|v| v.version);
+            if current != expect {
+                return (existed, Err(current));
+            }
+        }
+        if let (Some(capture), Some(old)) = (capture, old)
+            && old.version <= capture.at
+            && !capture.done[self.map.determine_map(&key[..])].load(Ordering::Acquire)
+        {
+            capture
+                .pre_images
+                .lock()
+                .unwrap()
+                .entry(key.clone())
+                .or_insert_with(|| old.clone());
+        }
+        let delta = match (entry, new) {
+            (Entry::Occupied(mut o), Some(v)) => {
+                let d = size_of(key, &v) - size_of(key, o.get());
+                o.insert(v);
+                d
+            }
+            (Entry::Occupied(o), None) => {
+                let (k, v) = o.remove_entry();
+                -size_of(&k, &v)
+            }
+            (Entry::Vacant(e), Some(v)) => {
+                let d = size_of(key, &v);
+                e.insert(v);
+                d
+            }
+            (Entry::Vacant(_), None) => 0,
+        };
+        self.bytes.fetch_add(delta, Ordering::Relaxed);
+        (existed, Ok(()))
+    }
+
+    fn current_capture(&self) -> Option<Arc<Capture>> {
+        if !self.capturing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.capture.lock().unwrap().clone()
+    }
+
+    /// Starts a checkpoint of the state as of applied index `at`. Call it between two applies
+    /// (the state machine does, on its own task); apply may go on while the scan runs.
+    pub fn begin_checkpoint(self: &Arc<Self>, at: u64) -> Result<CheckpointScan> {
+        let mut slot = self.capture.lock().unwrap();
+        if slot.is_some() {
+            return Err(Error::CheckpointInProgress);
+        }
+        let capture = Arc::new(Capture {
+            at,
+            done: (0..self.map.shards().len())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            pre_images: Mutex::new(HashMap::new()),
+        });
+        *slot = Some(capture.clone());
+        self.capturing.store(true, Ordering::Release);
+        Ok(CheckpointScan {
+            store: self.clone(),
+            capture,
+        })
+    }
+
+    /// Visits every (key, value), a lock shard at a time. Not a point-in-time view.
+    pub fn for_each(&self, mut f: impl FnMut(&Bytes, &Versioned)) {
+        for r in self.map.iter() {
+            f(r.key(), r.value());
+        }
+    }
+}
+
+/// A running checkpoint scan: the image of a [`MemStore`] at one applied index. Dropping it
+/// ends the capture (pre-images are released).
+pub struct CheckpointScan {
+    store: Arc<MemStore>,
+    capture: Arc<Capture>,
+}
+
+impl CheckpointScan {
+    /// The applied index this scan is the image of.
+    pub fn at(&self) -> u64 {
+        self.capture.at
+    }
+
+    /// Calls `f` with chunks of the image (each key exactly once, in no particular order).
+    /// Returns the number of keys visited.
+    pub fn for_each_chunk(
+        self,
+        mut f: impl FnMut(&[(Bytes, Versioned)]) -> Result<()>,
+    ) -> Result<u64> {
+        let at = self.capture.at;
+        let mut count = 0u64;
+        let mut chunk: Vec<(Bytes, Versioned)> = Vec::new();
+        for (i, shard) in self.store.map.shards().iter().enumerate() {
+            {
+                let guard = shard.read();
+                // SAFETY: the iterator and the buckets it yields are used only while `guard`
+                // (the shard's read lock) is held, so the table cannot change or be freed
+                // under them — the same contract DashMap's own iterators keep.
+                unsafe {
+                    for bucket in guard.iter() {
+                        let (key, value) = bucket.as_ref();
+                        let value = value.get();
+                        if value.version <= at {
+                            chunk.push((key.clone(), value.clone()));
+                        }
+                    }
+                }
+                // Marked while the read lock is still held: see the module docs.
+                self.capture.done[i].store(true, Ordering::Release);
+            }
+            if chunk.len() >= 4096 {
+                count += chunk.len() as u64;
+                f(&chunk)?;
+                chunk.clear();
+            }
+        }
+        count += chunk.len() as u64;
+        f(&chunk)?;
+        chunk.clear();
+        let pre_images = std::mem::take(&mut *self.capture.pre_images.lock().unwrap());
+        for (key, value) in pre_images {
+            chunk.push((key, value));
+            if chunk.len() >= 4096 {
+                count += chunk.len() as u64;
+                f(&chunk)?;
+                chunk.clear();
+            }
+        }
+        count += chunk.len() as u64;
+        f(&chunk)?;
+        Ok(count)
+    }
+}
+
+impl Drop for CheckpointScan {
+    fn drop(&mut self) {
+        let mut slot = self.store.capture.lock().unwrap();
+        self.store.capturing.store(false, Ordering::Release);
+        *slot = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str, v: &str) -> Command {
+        Command::Put {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+            expires_at: None,
+        }
+    }
+
+    fn del(k: &str) -> Command {
+        Command::Delete {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+        }
+    }
+
+    fn cas(k: &str, expected: Option<u64>, v: &str) -> Command {
+        Command::Cas {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            expected,
+            value: Bytes::copy_from_slice(v.as_bytes()),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn put_delete_cas_versions() {
+        let s = MemStore::new();
+        assert_eq!(s.apply(1, &put("a", "1")), Response::Put { version: 1 });
+        assert_eq!(s.get(b"a").unwrap().version, 1);
+        assert_eq!(
+            s.apply(2, &cas("a", Some(7), "x")),
+            Response::Cas {
+                succeeded: false,
+                current: Some(1)
+            }
+        );
+        assert_eq!(
+            s.apply(3, &cas("a", Some(1), "2")),
+            Response::Cas {
+                succeeded: true,
+                current: Some(3)
+            }
+        );
+        assert_eq!(
+            s.apply(4, &cas("b", None, "new")),
+            Response::Cas {
+                succeeded: true,
+                current: Some(4)
+            }
+        );
+        assert_eq!(s.apply(5, &del("a")), Response::Delete { existed: true });
+        assert_eq!(s.apply(6, &del("a")), Response::Delete { existed: false });
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.bytes(), 4);
+    }
+
+    #[test]
+    fn batch_is_all_or_nothing() {
+        let s = MemStore::new();
+        s.apply(1, &put("a", "1"));
+        let bad = Command::Batch(vec![put("b", "1"), cas("a", Some(9), "x")]);
+        assert!(matches!(s.apply(2, &bad), Response::Rejected { .. }));
+        assert!(s.get(b"b").is_none());
+        let good = Command::Batch(vec![put("b", "1"), cas("a", Some(1), "2"), del("c")]);
+        assert_eq!(
+            s.apply(3, &good),
+            Response::Batch(vec![
+                Response::Put { version: 3 },
+                Response::Cas {
+                    succeeded: true,
+                    current: Some(3)
+                },
+                Response::Delete { existed: false },
+            ])
+        );
+        let nested = Command::Batch(vec![Command::Batch(vec![])]);
+        assert!(matches!(s.apply(4, &nested), Response::Rejected { .. }));
+    }
+
+    #[test]
+    fn checkpoint_sees_state_at_its_index() {
+        let s = Arc::new(MemStore::new());
+        for i in 0..1000u64 {
+            s.apply(i + 1, &put(&format!("k{i}"), "old"));
+        }
+        let scan = s.begin_checkpoint(1000).unwrap();
+        assert!(matches!(
+            s.begin_checkpoint(1000),
+            Err(Error::CheckpointInProgress)
+        ));
+        // Changes after the checkpoint index must not show up in it.
+        for i in 0..500u64 {
+            s.apply(1001 + i, &put(&format!("k{i}"), "new"));
+        }
+        s.apply(2000, &del("k999"));
+        s.apply(2001, &put("fresh", "x"));
+        let mut seen = HashMap::new();
+        let n = scan
+            .for_each_chunk(|chunk| {
+                for (k, v) in chunk {
+                    assert!(seen.insert(k.clone(), v.clone()).is_none(), "duplicate {k:?}");
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(n, 1000);
+        assert_eq!(seen.len(), 1000);
+        assert!(seen.values().all(|v| v.value == "old" && v.version <= 1000));
+        assert!(s.begin_checkpoint(2001).is_ok(), "the scan ended on drop");
+    }
+}

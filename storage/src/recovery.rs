@@ -96,6 +96,7 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
         mode,
         groups: HashMap::new(),
         cut: BTreeMap::new(),
+        gaps: HashMap::new(),
     };
     for (i, &seq) in seqs.iter().enumerate() {
         let is_last = i + 1 == seqs.len();
@@ -165,6 +166,7 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
         r.sizes.insert(seq, end);
         r.report.segments += 1;
     }
+    scan.settle_gaps()?;
     r.groups = scan.groups;
     r.groups.retain(|_, g| !g.is_blank());
     r.report.cut_groups = scan.cut.into_iter().collect();
@@ -185,9 +187,51 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
 struct Scan {
     mode: RecoveryMode,
     groups: HashMap<GroupId, GroupLog>,
-    /// Groups cut at a hole (tolerate mode): their entries are ignored until a truncate or
-    /// purge makes the log contiguous again.
+    /// Groups cut at a hole (tolerate mode), with the last index kept.
     cut: BTreeMap<GroupId, Option<u64>>,
+    /// Holes seen in groups' logs, to be explained by a later purge.
+    gaps: HashMap<GroupId, Gap>,
+}
+
+/// The first hole seen in a group's log during the scan.
+struct Gap {
+    /// A purge at or past this index explains every hole seen.
+    floor: u64,
+    file: PathBuf,
+    offset: u64,
+    expected: u64,
+    found: u64,
+    /// The entries before the first hole (kept if the hole is not explained, tolerant mode).
+    prefix: (u64, std::collections::VecDeque<Loc>),
+}
+
+impl Scan {
+    /// Checks that every hole was purged over; otherwise refuses, or (tolerant) keeps the log
+    /// up to its first hole.
+    fn settle_gaps(&mut self) -> Result<()> {
+        for (group, gap) in std::mem::take(&mut self.gaps) {
+            let log = self.groups.get_mut(&group).expect("gap of a known group");
+            if log.purged.is_some_and(|p| p.index >= gap.floor) {
+                continue;
+            }
+            if self.mode != RecoveryMode::TolerateCorruption {
+                return Err(Error::Corrupt {
+                    file: gap.file,
+                    offset: gap.offset,
+                    reason: format!(
+                        "group {group}: entry {} where {} was expected, and no purge covers the hole",
+                        gap.found, gap.expected
+                    ),
+                });
+            }
+            let (first, prefix) = gap.prefix;
+            log.first = first;
+            log.locs = prefix;
+            tracing::error!(group, last = ?log.last_index(), "cutting a group's log at a hole");
+            self.cut.insert(group, log.last_index());
+        }
+        Ok(())
+    }
 }
 
 impl Scan {
@@ -265,21 +309,35 @@ impl Scan {
                     // An overwrite without a truncate record: keep the newer entry.
                     log.truncate_after(Some(index - 1), |_| {});
                 }
-                if let Some(expected) = log.next_index()
-                    && index != expected
-                {
-                    if self.mode == RecoveryMode::TolerateCorruption {
-                        self.cut.insert(group, log.last_index());
-                        return Ok(());
+                if let Some(expected) = log.next_index() {
+                    if index > expected {
+                        // A hole. Legitimate when the entries before it were purged by a record
+                        // further on (their segments were collected before this segment's
+                        // summary could say so); checked once every record has been replayed.
+                        let prefix = std::mem::take(&mut log.locs);
+                        let first = log.first;
+                        let gap = self.gaps.entry(group).or_insert_with(|| Gap {
+                            floor: 0,
+                            file: path.to_path_buf(),
+                            offset,
+                            expected,
+                            found: index,
+                            prefix: (first, prefix),
+                        });
+                        gap.floor = gap.floor.max(index - 1);
+                    } else if index < expected {
+                        if self.mode == RecoveryMode::TolerateCorruption {
+                            return Ok(());
+                        }
+                        return Err(Error::Corrupt {
+                            file: path.to_path_buf(),
+                            offset,
+                            reason: format!(
+                                "group {group}: entry {index} goes back before {}",
+                                log.first
+                            ),
+                        });
                     }
-                    return Err(Error::Corrupt {
-                        file: path.to_path_buf(),
-                        offset,
-                        reason: format!(
-                            "group {group}: entry {index} does not follow {}",
-                            expected - 1
-                        ),
-                    });
                 }
                 log.push(
                     index,

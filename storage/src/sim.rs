@@ -31,6 +31,9 @@ struct Disk {
     fail_syncs_after: Option<u64>,
     syncs: u64,
     capacity: Option<u64>,
+    /// Mutating calls left before the power goes (the last one may be torn).
+    ops_left: Option<u64>,
+    seed: u64,
 }
 
 impl Disk {
@@ -39,6 +42,32 @@ impl Disk {
             return Err(io::Error::other("simulated power loss: the disk is gone"));
         }
         Ok(())
+    }
+
+    /// Counts a mutating call against an armed power cut. Returns `Err` once the power is out;
+    /// `Ok(true)` if this call is the one the power dies in (a write then lands partly).
+    fn tick(&mut self) -> io::Result<bool> {
+        self.check()?;
+        match self.ops_left {
+            None => Ok(false),
+            Some(0) => {
+                self.dead = true;
+                Err(io::Error::other("simulated power loss"))
+            }
+            Some(n) => {
+                self.ops_left = Some(n - 1);
+                Ok(n == 1)
+            }
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // splitmix64: deterministic per seed, no dependency.
+        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     fn used(&self) -> u64 {
@@ -94,6 +123,20 @@ impl SimFs {
         self.disk.lock().unwrap().capacity = bytes;
     }
 
+    /// Arms a power cut: the `n`-th mutating call from now (write, sync, create, remove, …) is
+    /// the last; a write that is the last lands only partly (a random prefix, chosen from
+    /// `seed`), and every call after it fails.
+    pub fn power_cut_after(&self, n: u64, seed: u64) {
+        let mut disk = self.disk.lock().unwrap();
+        disk.ops_left = Some(n);
+        disk.seed = seed;
+    }
+
+    /// Whether an armed power cut has happened.
+    pub fn is_dead(&self) -> bool {
+        self.disk.lock().unwrap().dead
+    }
+
     /// Completed `fdatasync` calls so far.
     pub fn syncs(&self) -> u64 {
         self.disk.lock().unwrap().syncs
@@ -137,6 +180,13 @@ fn missing(path: &Path) -> io::Error {
 impl WalFile for SimFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.with(|disk| {
+            let last = disk.tick()?;
+            let buf = if last {
+                let keep = (disk.random() % (buf.len() as u64 + 1)) as usize;
+                &buf[..keep]
+            } else {
+                buf
+            };
             let used = disk.used();
             let capacity = disk.capacity;
             let file = disk.files.get_mut(&self.path).ok_or_else(|| missing(&self.path))?;
@@ -149,6 +199,10 @@ impl WalFile for SimFile {
                 file.data.resize(end, 0);
             }
             file.data[offset as usize..end].copy_from_slice(buf);
+            if last {
+                disk.dead = true;
+                return Err(io::Error::other("simulated power loss during a write"));
+            }
             Ok(())
         })
     }
@@ -168,6 +222,7 @@ impl WalFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.with(|disk| {
+            disk.tick()?;
             if disk.fail_syncs_after.is_some_and(|n| disk.syncs >= n) {
                 return Err(io::Error::from_raw_os_error(5));
             }
@@ -180,6 +235,7 @@ impl WalFile for SimFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with(|disk| {
+            disk.tick()?;
             let file = disk.files.get_mut(&self.path).ok_or_else(|| missing(&self.path))?;
             file.data.resize(len as usize, 0);
             Ok(())
@@ -211,7 +267,7 @@ impl FileSystem for SimFs {
 
     fn create(&self, path: &Path) -> io::Result<Arc<dyn WalFile>> {
         let mut disk = self.disk.lock().unwrap();
-        disk.check()?;
+        disk.tick()?;
         if disk.files.contains_key(path) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, path.display().to_string()));
         }
@@ -237,7 +293,7 @@ impl FileSystem for SimFs {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut disk = self.disk.lock().unwrap();
-        disk.check()?;
+        disk.tick()?;
         let state = disk.files.remove(path).ok_or_else(|| missing(path))?;
         if state.linked {
             disk.unlinked.insert(path.to_path_buf(), state);
@@ -247,7 +303,7 @@ impl FileSystem for SimFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut disk = self.disk.lock().unwrap();
-        disk.check()?;
+        disk.tick()?;
         for (path, state) in disk.files.iter_mut() {
             if path.parent() == Some(dir) {
                 state.linked = true;

@@ -86,7 +86,9 @@ impl Writer {
                 match rx.recv_timeout(wait.max(Duration::from_micros(100))) {
                     Ok(msg) => msg,
                     Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = self.sync() {
+                        if self.failed.is_none()
+                            && let Err(e) = self.sync()
+                        {
                             self.fail(e.to_string());
                         }
                         continue;
@@ -227,6 +229,13 @@ impl Writer {
     }
 
     fn sync(&mut self) -> Result<()> {
+        if let Some(reason) = &self.failed {
+            // Never fsync again after a failure: a later success would not mean the earlier
+            // writes are on disk (the page cache may have dropped them).
+            return Err(Error::WalFailed {
+                reason: reason.clone(),
+            });
+        }
         if self.dirty {
             self.current.1.sync_data().map_err(|e| {
                 Error::io(
@@ -299,6 +308,7 @@ impl Writer {
         tracing::error!(%reason, "WAL writer failed; refusing all further writes");
         self.shared.state.lock().unwrap().failed = Some(reason.clone());
         self.failed = Some(reason);
+        self.dirty = false;
     }
 }
 

@@ -27,6 +27,7 @@ use crate::config::RecoveryMode;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, WalFile};
 use crate::group_log::{GroupLog, Loc};
+use crate::LogPos;
 use crate::record::{Decoded, HEADER_LEN, MAX_RECORD_LEN, Record, decode};
 use crate::segment::{
     HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header, parse_segment_name,
@@ -96,7 +97,6 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
         mode,
         groups: HashMap::new(),
         cut: BTreeMap::new(),
-        gaps: HashMap::new(),
     };
     for (i, &seq) in seqs.iter().enumerate() {
         let is_last = i + 1 == seqs.len();
@@ -166,10 +166,10 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
         r.sizes.insert(seq, end);
         r.report.segments += 1;
     }
-    scan.settle_gaps()?;
-    r.groups = scan.groups;
-    r.groups.retain(|_, g| !g.is_blank());
-    r.report.cut_groups = scan.cut.into_iter().collect();
+    let (mut groups, cut) = scan.finish(dir)?;
+    groups.retain(|_, g| !g.is_blank());
+    r.groups = groups;
+    r.report.cut_groups = cut.into_iter().collect();
     r.report.groups = r.groups.len();
     r.report.entries = r.groups.values().map(|g| g.locs.len() as u64).sum();
     r.report.duration = started.elapsed();
@@ -186,52 +186,21 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
 
 struct Scan {
     mode: RecoveryMode,
-    groups: HashMap<GroupId, GroupLog>,
+    groups: HashMap<GroupId, Replayed>,
     /// Groups cut at a hole (tolerate mode), with the last index kept.
     cut: BTreeMap<GroupId, Option<u64>>,
-    /// Holes seen in groups' logs, to be explained by a later purge.
-    gaps: HashMap<GroupId, Gap>,
 }
 
-/// The first hole seen in a group's log during the scan.
-struct Gap {
-    /// A purge at or past this index explains every hole seen.
-    floor: u64,
-    file: PathBuf,
-    offset: u64,
-    expected: u64,
-    found: u64,
-    /// The entries before the first hole (kept if the hole is not explained, tolerant mode).
-    prefix: (u64, std::collections::VecDeque<Loc>),
-}
-
-impl Scan {
-    /// Checks that every hole was purged over; otherwise refuses, or (tolerant) keeps the log
-    /// up to its first hole.
-    fn settle_gaps(&mut self) -> Result<()> {
-        for (group, gap) in std::mem::take(&mut self.gaps) {
-            let log = self.groups.get_mut(&group).expect("gap of a known group");
-            if log.purged.is_some_and(|p| p.index >= gap.floor) {
-                continue;
-            }
-            if self.mode != RecoveryMode::TolerateCorruption {
-                return Err(Error::Corrupt {
-                    file: gap.file,
-                    offset: gap.offset,
-                    reason: format!(
-                        "group {group}: entry {} where {} was expected, and no purge covers the hole",
-                        gap.found, gap.expected
-                    ),
-                });
-            }
-            let (first, prefix) = gap.prefix;
-            log.first = first;
-            log.locs = prefix;
-            tracing::error!(group, last = ?log.last_index(), "cutting a group's log at a hole");
-            self.cut.insert(group, log.last_index());
-        }
-        Ok(())
-    }
+/// One group's log while records are replayed. Entries are kept sparse: a hole may be
+/// legitimate until every record has been seen (the entries in it sat in segments already
+/// collected, killed by a purge or truncate that comes later in the log). Holes still there
+/// at the end are damage.
+#[derive(Default)]
+struct Replayed {
+    entries: BTreeMap<u64, Loc>,
+    purged: Option<LogPos>,
+    vote: Option<Bytes>,
+    committed: Option<Bytes>,
 }
 
 impl Scan {
@@ -248,7 +217,7 @@ impl Scan {
         while pos < data.len() {
             let reason = match decode(&data.slice(pos..)) {
                 Decoded::Record(record, len) => {
-                    self.apply(record, seq, pos as u64, len as u32, path)?;
+                    self.apply(record, seq, pos as u64, len as u32);
                     report.records += 1;
                     pos += len;
                     continue;
@@ -294,52 +263,17 @@ impl Scan {
         Ok(pos as u64)
     }
 
-    fn apply(&mut self, record: Record, seq: u64, offset: u64, len: u32, path: &Path) -> Result<()> {
+    fn apply(&mut self, record: Record, seq: u64, offset: u64, len: u32) {
         let group = record.group();
         let log = self.groups.entry(group).or_default();
         match record {
             Record::Entry { term, index, .. } => {
                 if log.purged.is_some_and(|p| index <= p.index) {
-                    return Ok(()); // purged already; the segment just has not been deleted
+                    return; // purged already; the segment just has not been deleted
                 }
-                if let Some(last) = log.last_index()
-                    && index <= last
-                    && index >= log.first
-                {
-                    // An overwrite without a truncate record: keep the newer entry.
-                    log.truncate_after(Some(index - 1), |_| {});
-                }
-                if let Some(expected) = log.next_index() {
-                    if index > expected {
-                        // A hole. Legitimate when the entries before it were purged by a record
-                        // further on (their segments were collected before this segment's
-                        // summary could say so); checked once every record has been replayed.
-                        let prefix = std::mem::take(&mut log.locs);
-                        let first = log.first;
-                        let gap = self.gaps.entry(group).or_insert_with(|| Gap {
-                            floor: 0,
-                            file: path.to_path_buf(),
-                            offset,
-                            expected,
-                            found: index,
-                            prefix: (first, prefix),
-                        });
-                        gap.floor = gap.floor.max(index - 1);
-                    } else if index < expected {
-                        if self.mode == RecoveryMode::TolerateCorruption {
-                            return Ok(());
-                        }
-                        return Err(Error::Corrupt {
-                            file: path.to_path_buf(),
-                            offset,
-                            reason: format!(
-                                "group {group}: entry {index} goes back before {}",
-                                log.first
-                            ),
-                        });
-                    }
-                }
-                log.push(
+                // A new entry at `index` replaces it and everything after it.
+                let _ = log.entries.split_off(&index);
+                log.entries.insert(
                     index,
                     Loc {
                         segment: seq,
@@ -350,12 +284,62 @@ impl Scan {
                     },
                 );
             }
-            Record::Truncate { after, .. } => log.truncate_after(after, |_| {}),
-            Record::Purge { upto, .. } => log.purge(upto, |_| {}),
+            Record::Truncate { after, .. } => match after {
+                Some(a) => drop(log.entries.split_off(&(a + 1))),
+                None => log.entries.clear(),
+            },
+            Record::Purge { upto, .. } => {
+                if log.purged.is_none_or(|p| p.index < upto.index) {
+                    log.entries = log.entries.split_off(&(upto.index + 1));
+                    log.purged = Some(upto);
+                }
+            }
             Record::Vote { data, .. } => log.vote = Some(data),
             Record::Committed { data, .. } => log.committed = Some(data),
         }
-        Ok(())
+    }
+
+    /// Turns the replayed groups into contiguous logs: refuses a hole (naming the file and
+    /// offset of the first entry after it) or, in tolerate mode, cuts the log before it.
+    fn finish(self, dir: &Path) -> Result<(HashMap<GroupId, GroupLog>, BTreeMap<GroupId, Option<u64>>)> {
+        let mut cut = self.cut;
+        let mut groups = HashMap::new();
+        for (group, replayed) in self.groups {
+            let mut log = GroupLog {
+                purged: replayed.purged,
+                vote: replayed.vote,
+                committed: replayed.committed,
+                ..GroupLog::default()
+            };
+            let mut expected = replayed.purged.map(|p| p.index + 1);
+            for (index, loc) in replayed.entries {
+                if let Some(e) = expected
+                    && e != index
+                {
+                    if self.mode != RecoveryMode::TolerateCorruption {
+                        return Err(Error::Corrupt {
+                            file: segment_path(dir, loc.segment),
+                            offset: loc.offset,
+                            reason: format!(
+                                "group {group}: entry {index} follows a hole (entry {e} is missing)"
+                            ),
+                        });
+                    }
+                    tracing::error!(group, missing = e, "cutting a group's log at a hole");
+                    cut.insert(group, log.last_index());
+                    break;
+                }
+                log.push(index, loc);
+                expected = Some(index + 1);
+            }
+            if log.locs.is_empty()
+                && let Some(p) = log.purged
+            {
+                log.first = p.index + 1;
+            }
+            groups.insert(group, log);
+        }
+        Ok((groups, cut))
     }
 }
 

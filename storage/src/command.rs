@@ -50,3 +50,20 @@ pub enum Response {
     /// The command was refused as a whole; nothing changed.
     Rejected { reason: String },
 }
+
+/// Short and value-free: commands end up in Raft's logs, and values can be large.
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = |k: &Bytes| String::from_utf8_lossy(&k[..k.len().min(64)]).into_owned();
+        match self {
+            Command::Put { key: k, value, .. } => {
+                write!(f, "put {} ({} bytes)", key(k), value.len())
+            }
+            Command::Delete { key: k } => write!(f, "delete {}", key(k)),
+            Command::Cas {
+                key: k, expected, ..
+            } => write!(f, "cas {} if version {expected:?}", key(k)),
+            Command::Batch(cmds) => write!(f, "batch of {}", cmds.len()),
+        }
+    }
+}

@@ -53,9 +53,13 @@ pub struct CheckpointMeta {
 }
 
 /// A complete, header-verified checkpoint file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// It keeps the file open: a checkpoint being streamed to a follower stays readable even after
+/// a newer one replaced it and its name was deleted.
+#[derive(Clone, Debug)]
 pub struct Checkpoint {
     path: PathBuf,
+    file: std::sync::Arc<File>,
     meta: CheckpointMeta,
     size: u64,
     keys: u64,
@@ -224,6 +228,7 @@ impl Checkpoint {
         }
         Ok(Checkpoint {
             path: path.to_path_buf(),
+            file: std::sync::Arc::new(file),
             meta,
             size,
             keys: u64::from_le_bytes(trailer[8..16].try_into().unwrap()),
@@ -270,10 +275,11 @@ impl Checkpoint {
     /// Decodes every key of the image in file order.
     pub fn for_each(&self, mut f: impl FnMut(Bytes, Versioned)) -> Result<()> {
         let path = &self.path;
-        let mut file = File::open(path).map_err(|e| io_err("opening", path, e))?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.data_start))
-            .map_err(|e| io_err("seeking", path, e))?;
-        let mut input = BufReader::with_capacity(1 << 20, file);
+        let reader = PositionalReader {
+            file: &self.file,
+            pos: self.data_start,
+        };
+        let mut input = BufReader::with_capacity(1 << 20, reader);
         let end = self.size - TRAILER_LEN;
         let mut pos = self.data_start;
         let (mut keys, mut blocks) = (0u64, 0u64);
@@ -333,10 +339,32 @@ impl Checkpoint {
     pub fn read_chunk(&self, offset: u64, max: usize) -> Result<Bytes> {
         let len = (self.size.saturating_sub(offset)).min(max as u64) as usize;
         let mut buf = vec![0u8; len];
-        let file = File::open(&self.path).map_err(|e| io_err("opening", &self.path, e))?;
-        file.read_exact_at(&mut buf, offset)
+        self.file
+            .read_exact_at(&mut buf, offset)
             .map_err(|e| io_err("reading", &self.path, e))?;
         Ok(Bytes::from(buf))
+    }
+}
+
+impl PartialEq for Checkpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.meta == other.meta && self.size == other.size
+    }
+}
+
+impl Eq for Checkpoint {}
+
+/// Sequential reads over a shared file handle, without moving the handle's own cursor.
+struct PositionalReader<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for PositionalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

@@ -186,7 +186,11 @@ impl Checkpoint {
             .len();
         let mut head = [0u8; 16];
         if size < 16 + 4 + TRAILER_LEN {
-            return Err(corrupt(path, 0, format!("{size} bytes is too short for a checkpoint")));
+            return Err(corrupt(
+                path,
+                0,
+                format!("{size} bytes is too short for a checkpoint"),
+            ));
         }
         file.read_exact_at(&mut head, 0)
             .map_err(|e| io_err("reading", path, e))?;
@@ -203,7 +207,11 @@ impl Checkpoint {
         }
         let meta_len = u32::from_le_bytes(head[12..16].try_into().unwrap()) as u64;
         if 16 + meta_len + 4 + TRAILER_LEN > size {
-            return Err(corrupt(path, 12, format!("header length {meta_len} runs past the file")));
+            return Err(corrupt(
+                path,
+                12,
+                format!("header length {meta_len} runs past the file"),
+            ));
         }
         let mut meta_and_crc = vec![0u8; meta_len as usize + 4];
         file.read_exact_at(&mut meta_and_crc, 16)
@@ -222,9 +230,14 @@ impl Checkpoint {
         file.read_exact_at(&mut trailer, trailer_at)
             .map_err(|e| io_err("reading", path, e))?;
         if &trailer[0..8] != END_MAGIC
-            || crc32c::crc32c(&trailer[0..24]) != u32::from_le_bytes(trailer[24..28].try_into().unwrap())
+            || crc32c::crc32c(&trailer[0..24])
+                != u32::from_le_bytes(trailer[24..28].try_into().unwrap())
         {
-            return Err(corrupt(path, trailer_at, "missing or damaged trailer (incomplete file?)"));
+            return Err(corrupt(
+                path,
+                trailer_at,
+                "missing or damaged trailer (incomplete file?)",
+            ));
         }
         Ok(Checkpoint {
             path: path.to_path_buf(),

@@ -119,6 +119,11 @@ mod tests {
             segment_size: 10,
             ..Default::default()
         };
-        assert!(bad.sanitize().unwrap_err().to_string().contains("segment-size"));
+        assert!(
+            bad.sanitize()
+                .unwrap_err()
+                .to_string()
+                .contains("segment-size")
+        );
     }
 }

@@ -484,7 +484,10 @@ mod tests {
         let n = scan
             .for_each_chunk(|chunk| {
                 for (k, v) in chunk {
-                    assert!(seen.insert(k.clone(), v.clone()).is_none(), "duplicate {k:?}");
+                    assert!(
+                        seen.insert(k.clone(), v.clone()).is_none(),
+                        "duplicate {k:?}"
+                    );
                 }
                 Ok(())
             })

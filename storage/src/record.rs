@@ -269,7 +269,10 @@ mod tests {
                 payload,
             } = &r
             {
-                assert_eq!(n, Record::entry_frame_len(*group, *term, *index, payload.len()));
+                assert_eq!(
+                    n,
+                    Record::entry_frame_len(*group, *term, *index, payload.len())
+                );
             }
             assert_eq!(decode(&Bytes::from(buf)), Decoded::Record(r, n));
         }
@@ -280,12 +283,18 @@ mod tests {
         let mut buf = Vec::new();
         all_kinds()[0].encode(&mut buf);
         for cut in 0..buf.len() {
-            assert_eq!(decode(&Bytes::copy_from_slice(&buf[..cut])), Decoded::Incomplete);
+            assert_eq!(
+                decode(&Bytes::copy_from_slice(&buf[..cut])),
+                Decoded::Incomplete
+            );
         }
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x10;
-            assert!(!matches!(decode(&Bytes::from(bad)), Decoded::Record(..)), "flip at {i}");
+            assert!(
+                !matches!(decode(&Bytes::from(bad)), Decoded::Record(..)),
+                "flip at {i}"
+            );
         }
     }
 

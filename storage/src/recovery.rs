@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::GroupId;
+use crate::LogPos;
 use crate::config::RecoveryMode;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, WalFile};
 use crate::group_log::{GroupLog, Loc};
-use crate::LogPos;
 use crate::record::{Decoded, HEADER_LEN, MAX_RECORD_LEN, Record, decode};
 use crate::segment::{
     HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header, parse_segment_name,
@@ -184,6 +184,9 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
     Ok(r)
 }
 
+/// Groups cut at a hole, with the last index kept.
+type CutGroups = BTreeMap<GroupId, Option<u64>>;
+
 struct Scan {
     mode: RecoveryMode,
     groups: HashMap<GroupId, Replayed>,
@@ -301,7 +304,7 @@ impl Scan {
 
     /// Turns the replayed groups into contiguous logs: refuses a hole (naming the file and
     /// offset of the first entry after it) or, in tolerate mode, cuts the log before it.
-    fn finish(self, dir: &Path) -> Result<(HashMap<GroupId, GroupLog>, BTreeMap<GroupId, Option<u64>>)> {
+    fn finish(self, dir: &Path) -> Result<(HashMap<GroupId, GroupLog>, CutGroups)> {
         let mut cut = self.cut;
         let mut groups = HashMap::new();
         for (group, replayed) in self.groups {

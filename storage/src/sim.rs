@@ -156,7 +156,12 @@ impl SimFs {
 
     /// The current content of a file.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
-        self.disk.lock().unwrap().files.get(path).map(|f| f.data.clone())
+        self.disk
+            .lock()
+            .unwrap()
+            .files
+            .get(path)
+            .map(|f| f.data.clone())
     }
 }
 
@@ -174,7 +179,10 @@ impl SimFile {
 }
 
 fn missing(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file", path.display()),
+    )
 }
 
 impl WalFile for SimFile {
@@ -189,7 +197,10 @@ impl WalFile for SimFile {
             };
             let used = disk.used();
             let capacity = disk.capacity;
-            let file = disk.files.get_mut(&self.path).ok_or_else(|| missing(&self.path))?;
+            let file = disk
+                .files
+                .get_mut(&self.path)
+                .ok_or_else(|| missing(&self.path))?;
             let end = offset as usize + buf.len();
             let growth = end.saturating_sub(file.data.len()) as u64;
             if capacity.is_some_and(|c| used + growth > c) {
@@ -209,7 +220,10 @@ impl WalFile for SimFile {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.with(|disk| {
-            let file = disk.files.get(&self.path).ok_or_else(|| missing(&self.path))?;
+            let file = disk
+                .files
+                .get(&self.path)
+                .ok_or_else(|| missing(&self.path))?;
             let start = offset as usize;
             let end = start + buf.len();
             if end > file.data.len() {
@@ -227,7 +241,10 @@ impl WalFile for SimFile {
                 return Err(io::Error::from_raw_os_error(5));
             }
             disk.syncs += 1;
-            let file = disk.files.get_mut(&self.path).ok_or_else(|| missing(&self.path))?;
+            let file = disk
+                .files
+                .get_mut(&self.path)
+                .ok_or_else(|| missing(&self.path))?;
             file.durable = file.data.clone();
             Ok(())
         })
@@ -236,7 +253,10 @@ impl WalFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with(|disk| {
             disk.tick()?;
-            let file = disk.files.get_mut(&self.path).ok_or_else(|| missing(&self.path))?;
+            let file = disk
+                .files
+                .get_mut(&self.path)
+                .ok_or_else(|| missing(&self.path))?;
             file.data.resize(len as usize, 0);
             Ok(())
         })
@@ -262,14 +282,20 @@ impl FileSystem for SimFs {
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
         let disk = self.disk.lock().unwrap();
         disk.check()?;
-        disk.files.get(path).map(|f| f.data.clone()).ok_or_else(|| missing(path))
+        disk.files
+            .get(path)
+            .map(|f| f.data.clone())
+            .ok_or_else(|| missing(path))
     }
 
     fn create(&self, path: &Path) -> io::Result<Arc<dyn WalFile>> {
         let mut disk = self.disk.lock().unwrap();
         disk.tick()?;
         if disk.files.contains_key(path) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, path.display().to_string()));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                path.display().to_string(),
+            ));
         }
         disk.unlinked.remove(path);
         disk.files.insert(path.to_path_buf(), FileState::default());

@@ -142,7 +142,9 @@ fn stop(shared: &Shared, writer: &Mutex<Option<JoinHandle<()>>>) -> Result<()> {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.inner.shared.dir).finish()
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.shared.dir)
+            .finish()
     }
 }
 

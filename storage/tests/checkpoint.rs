@@ -109,10 +109,17 @@ fn a_checkpoint_taken_under_concurrent_writes_equals_the_model_at_its_index() {
         .unwrap();
         let want = model_at(&log, at);
         assert_eq!(loaded.len(), want.len(), "round {round}: key count");
-        assert!(loaded == want, "round {round}: image differs from the model at {at}");
+        assert!(
+            loaded == want,
+            "round {round}: image differs from the model at {at}"
+        );
         assert_eq!(ckpt.keys(), want.len() as u64);
         assert_eq!(ckpt.meta(), &meta(at));
-        tracing::info!(keys = want.len(), applied_meanwhile = index - at, "checkpoint matches");
+        tracing::info!(
+            keys = want.len(),
+            applied_meanwhile = index - at,
+            "checkpoint matches"
+        );
     }
     // And the live store equals the model at its last index.
     let mut live = BTreeMap::new();
@@ -137,11 +144,15 @@ fn damaged_checkpoints_are_refused_with_their_offset() {
         );
     }
     let path = dir.path().join("c.ckpt");
-    let ckpt = Checkpoint::write(&path, &meta(5000), store.begin_checkpoint(5000).unwrap()).unwrap();
+    let ckpt =
+        Checkpoint::write(&path, &meta(5000), store.begin_checkpoint(5000).unwrap()).unwrap();
     assert!(ckpt.blocks() >= 2);
     let loaded = ckpt.load().unwrap();
     assert_eq!(loaded.len(), 5000);
-    assert_eq!(loaded.get(b"k77").unwrap().value, Bytes::from(vec![77u8; 100]));
+    assert_eq!(
+        loaded.get(b"k77").unwrap().value,
+        Bytes::from(vec![77u8; 100])
+    );
 
     let pristine = std::fs::read(&path).unwrap();
     let mut bad = pristine.clone();
@@ -149,7 +160,10 @@ fn damaged_checkpoints_are_refused_with_their_offset() {
     bad[middle] ^= 0xff;
     std::fs::write(&path, &bad).unwrap();
     let err = Checkpoint::open(&path).unwrap().load().unwrap_err();
-    assert!(matches!(&err, Error::Corrupt { file, .. } if *file == path), "{err}");
+    assert!(
+        matches!(&err, Error::Corrupt { file, .. } if *file == path),
+        "{err}"
+    );
     assert!(err.to_string().contains("checksum"), "{err}");
 
     std::fs::write(&path, &pristine[..pristine.len() - 10]).unwrap();
@@ -188,7 +202,10 @@ fn the_chunk_stream_reproduces_the_file_even_after_it_is_deleted() {
         rx.write_chunk(offset, &chunk).unwrap();
         offset += chunk.len() as u64;
     }
-    assert!(rx.write_chunk(offset + 5, b"x").is_err(), "out-of-order chunk accepted");
+    assert!(
+        rx.write_chunk(offset + 5, b"x").is_err(),
+        "out-of-order chunk accepted"
+    );
     let received = rx.finish().unwrap();
     assert_eq!(received.meta(), ckpt.meta());
     assert_eq!(received.load().unwrap().len(), 3000);

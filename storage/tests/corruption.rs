@@ -72,7 +72,9 @@ fn a_torn_last_record_is_cut_at_every_byte_offset() {
             // The cut is physical: the segment now ends at the last good record, and a second
             // open (with this segment no longer the last) is clean.
             assert_eq!(
-                std::fs::metadata(dir.path().join(segment_name(1))).unwrap().len(),
+                std::fs::metadata(dir.path().join(segment_name(1)))
+                    .unwrap()
+                    .len(),
                 last_start as u64
             );
             let (wal, report) = Wal::open(dir.path(), WalConfig::default()).unwrap();
@@ -148,5 +150,8 @@ fn a_segment_from_a_newer_format_is_refused() {
     data[24..28].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &data).unwrap();
     let err = Wal::open(dir.path(), WalConfig::default()).unwrap_err();
-    assert!(matches!(err, Error::UnsupportedVersion { version: 99, .. }), "{err}");
+    assert!(
+        matches!(err, Error::UnsupportedVersion { version: 99, .. }),
+        "{err}"
+    );
 }

@@ -56,20 +56,31 @@ fn crash_child() {
         }
         let out = stdout.clone();
         let flight = in_flight.clone();
-        wal.append(g, (first..first + n).map(|i| entry(g, i, 1)).collect(), move |r| {
-            r.expect("append failed");
-            let mut o = out.lock().unwrap();
-            writeln!(o, "ack {g} {first} {}", first + n - 1).unwrap();
-            o.flush().unwrap();
-            let (count, cv) = &*flight;
-            *count.lock().unwrap() -= 1;
-            cv.notify_one();
-        })
+        wal.append(
+            g,
+            (first..first + n).map(|i| entry(g, i, 1)).collect(),
+            move |r| {
+                r.expect("append failed");
+                let mut o = out.lock().unwrap();
+                writeln!(o, "ack {g} {first} {}", first + n - 1).unwrap();
+                o.flush().unwrap();
+                let (count, cv) = &*flight;
+                *count.lock().unwrap() -= 1;
+                cv.notify_one();
+            },
+        )
         .unwrap();
         next[g as usize] += n;
         if first > 2000 && rng.random_ratio(1, 200) {
             // Purge old entries now and then so segments are collected while we crash.
-            wal.purge(g, LogPos { term: 1, index: first - 1000 }).unwrap();
+            wal.purge(
+                g,
+                LogPos {
+                    term: 1,
+                    index: first - 1000,
+                },
+            )
+            .unwrap();
         }
     }
 }
@@ -78,7 +89,13 @@ fn crash_child() {
 /// returns the acknowledged (group, first, last) ranges it printed.
 fn run_child_and_kill(dir: &Path, rng: &mut impl Rng) -> Vec<(u64, u64, u64)> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_VAR, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -95,7 +112,7 @@ fn run_child_and_kill(dir: &Path, rng: &mut impl Rng) -> Vec<(u64, u64, u64)> {
         }
     });
     let mut acked = Vec::new();
-    let mut parse = |line: String, acked: &mut Vec<(u64, u64, u64)>| {
+    let parse = |line: String, acked: &mut Vec<(u64, u64, u64)>| {
         if let Some(rest) = line.strip_prefix("ack ") {
             let v: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap()).collect();
             acked.push((v[0], v[1], v[2]));
@@ -145,17 +162,32 @@ fn acknowledged_entries_survive_kill_9() {
             let floor = state.purged.map_or(0, |p| p.index);
             let present = wal.read(g, 0..u64::MAX).unwrap();
             for (k, e) in present.iter().enumerate() {
-                assert_eq!(e.index, floor + 1 + k as u64, "round {round}: hole in group {g}");
-                assert_eq!(*e, entry(g, e.index, 1), "round {round}: group {g} entry {}", e.index);
+                assert_eq!(
+                    e.index,
+                    floor + 1 + k as u64,
+                    "round {round}: hole in group {g}"
+                );
+                assert_eq!(
+                    *e,
+                    entry(g, e.index, 1),
+                    "round {round}: group {g} entry {}",
+                    e.index
+                );
             }
             let last = present.last().map_or(floor, |e| e.index);
             for &(ag, _, alast) in &acked {
                 if ag == g {
-                    assert!(alast <= last, "round {round}: acknowledged {g}/{alast} lost (last {last})");
+                    assert!(
+                        alast <= last,
+                        "round {round}: acknowledged {g}/{alast} lost (last {last})"
+                    );
                 }
             }
         }
     }
     tracing::info!(rounds = ROUNDS, total_acked, "crash rounds done");
-    assert!(total_acked > ROUNDS as u64 * 10, "too little was acknowledged: {total_acked}");
+    assert!(
+        total_acked > ROUNDS as u64 * 10,
+        "too little was acknowledged: {total_acked}"
+    );
 }

@@ -67,7 +67,10 @@ fn check(wal: &Wal, models: &BTreeMap<u64, Model>) {
             .entries
             .values()
             .last()
-            .map(|e| LogPos { term: e.term, index: e.index })
+            .map(|e| LogPos {
+                term: e.term,
+                index: e.index,
+            })
             .or(m.purged);
         assert_eq!(state.last, last, "group {g} last");
         assert_eq!(wal.vote(*g), m.vote, "group {g} vote");
@@ -100,7 +103,9 @@ fn run(ops: Vec<Op>) {
             }
             Op::Truncate { group, back } => {
                 let m = models.get_mut(&group).unwrap();
-                let Some(&last) = m.entries.keys().last() else { continue };
+                let Some(&last) = m.entries.keys().last() else {
+                    continue;
+                };
                 let after = last.saturating_sub(back);
                 let floor = m.purged.map_or(0, |p| p.index);
                 let after = after.max(floor);
@@ -109,10 +114,15 @@ fn run(ops: Vec<Op>) {
             }
             Op::Purge { group, fraction } => {
                 let m = models.get_mut(&group).unwrap();
-                let Some((&first, _)) = m.entries.first_key_value() else { continue };
+                let Some((&first, _)) = m.entries.first_key_value() else {
+                    continue;
+                };
                 let last = *m.entries.keys().last().unwrap();
                 let upto = first + (last - first) * fraction as u64 / 255;
-                let pos = LogPos { term: m.entries[&upto].term, index: upto };
+                let pos = LogPos {
+                    term: m.entries[&upto].term,
+                    index: upto,
+                };
                 m.entries.retain(|i, _| *i > upto);
                 m.purged = Some(pos);
                 wal.purge(group, pos).unwrap();
@@ -122,7 +132,8 @@ fn run(ops: Vec<Op>) {
                 let vote = Bytes::from(vec![v; 3]);
                 m.vote = Some(vote.clone());
                 let (tx, rx) = std::sync::mpsc::channel();
-                wal.save_vote(group, vote, move |r| tx.send(r).unwrap()).unwrap();
+                wal.save_vote(group, vote, move |r| tx.send(r).unwrap())
+                    .unwrap();
                 rx.recv().unwrap().unwrap();
             }
             Op::Reopen => {
@@ -143,7 +154,10 @@ fn run(ops: Vec<Op>) {
     let segments = wal.stats().segments;
     let any_entries = models.values().any(|m| !m.entries.is_empty());
     if segments > 1 {
-        assert!(!wal.pinning_groups().is_empty(), "{segments} segments kept, none pinned");
+        assert!(
+            !wal.pinning_groups().is_empty(),
+            "{segments} segments kept, none pinned"
+        );
     }
     if !any_entries {
         assert_eq!(segments, 1, "no live entry, yet old segments were kept");

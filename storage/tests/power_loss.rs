@@ -54,7 +54,16 @@ fn trial(seed: u64) -> usize {
         let g = rng.random_range(0..GROUPS);
         if rng.random_ratio(1, 30) && next[&g] > 3 {
             let upto = rng.random_range(purged.get(&g).copied().unwrap_or(0)..next[&g] - 1);
-            if wal.purge(g, LogPos { term: 1, index: upto }).is_err() {
+            if wal
+                .purge(
+                    g,
+                    LogPos {
+                        term: 1,
+                        index: upto,
+                    },
+                )
+                .is_err()
+            {
                 break 'load;
             }
             purged.insert(g, upto);
@@ -93,13 +102,25 @@ fn trial(seed: u64) -> usize {
         let floor = state.purged.map_or(0, |p| p.index);
         let present = wal.read(g, 0..u64::MAX).unwrap();
         for (k, e) in present.iter().enumerate() {
-            assert_eq!(e.index, floor + 1 + k as u64, "seed {seed}: group {g} has a hole");
-            assert_eq!(*e, entry(g, e.index, 1), "seed {seed}: group {g} entry {}", e.index);
+            assert_eq!(
+                e.index,
+                floor + 1 + k as u64,
+                "seed {seed}: group {g} has a hole"
+            );
+            assert_eq!(
+                *e,
+                entry(g, e.index, 1),
+                "seed {seed}: group {g} entry {}",
+                e.index
+            );
         }
         let last = present.last().map_or(floor, |e| e.index);
         for &(ag, ai) in &acked {
             if ag == g && ai > floor {
-                assert!(ai <= last, "seed {seed}: acknowledged entry {ai} of group {g} lost (last {last})");
+                assert!(
+                    ai <= last,
+                    "seed {seed}: acknowledged entry {ai} of group {g} lost (last {last})"
+                );
             }
         }
     }
@@ -118,7 +139,10 @@ fn acknowledged_entries_survive_power_loss_at_random_points() {
         checked += trial(base + t);
     }
     tracing::info!(trials = TRIALS, checked, "power-loss trials done");
-    assert!(checked > TRIALS as usize * 5, "the trials acknowledged too little to prove anything: {checked}");
+    assert!(
+        checked > TRIALS as usize * 5,
+        "the trials acknowledged too little to prove anything: {checked}"
+    );
 }
 
 #[test]
@@ -134,7 +158,9 @@ fn a_failed_fsync_stops_the_writer_for_good() {
     assert!(err.to_string().contains("fdatasync"), "{err}");
     tracing::info!("--- the disk is healthy again, but the writer must not pretend");
     fs.fail_syncs_after(u64::MAX / 2);
-    let later = wal.append(1, vec![entry(1, 3, 1)], |_| panic!("acknowledged after EIO"));
+    let later = wal.append(1, vec![entry(1, 3, 1)], |_| {
+        panic!("acknowledged after EIO")
+    });
     assert!(matches!(later, Err(Error::WalFailed { .. })));
     assert!(matches!(wal.flush(), Err(Error::WalFailed { .. })));
     let synced = fs.syncs();
@@ -162,7 +188,10 @@ fn async_mode_acknowledges_but_a_failed_fsync_still_stops_it() {
                 // ...after which nothing is accepted. Retry the same index: it was accepted
                 // into memory, so a second append of index 2 is refused as non-contiguous
                 // until the writer has failed.
-                assert!(std::time::Instant::now() < deadline, "async writer never failed");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "async writer never failed"
+                );
                 std::thread::sleep(Duration::from_millis(5));
                 let _ = wal.truncate_after(1, Some(1));
             }

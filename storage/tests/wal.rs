@@ -72,10 +72,19 @@ fn truncate_purge_vote_committed_persist_through_gc() {
         append_durable(&wal, 1, (61..=80).map(|i| entry(1, i, 2)).collect()).unwrap();
         tracing::info!("--- purge both groups past most of their entries");
         wal.purge(1, LogPos { term: 2, index: 70 }).unwrap();
-        wal.purge(2, LogPos { term: 1, index: 100 }).unwrap();
+        wal.purge(
+            2,
+            LogPos {
+                term: 1,
+                index: 100,
+            },
+        )
+        .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        wal.save_vote(1, Bytes::from_static(b"vote-1"), move |r| tx.send(r).unwrap())
-            .unwrap();
+        wal.save_vote(1, Bytes::from_static(b"vote-1"), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
         rx.recv().unwrap().unwrap();
         wal.save_committed(1, Bytes::from_static(b"c-75")).unwrap();
         wal.save_committed(2, Bytes::from_static(b"c-100")).unwrap();
@@ -83,7 +92,14 @@ fn truncate_purge_vote_committed_persist_through_gc() {
         for i in 81..=400 {
             append_durable(&wal, 1, vec![entry(1, i, 2)]).unwrap();
         }
-        wal.purge(1, LogPos { term: 2, index: 390 }).unwrap();
+        wal.purge(
+            1,
+            LogPos {
+                term: 2,
+                index: 390,
+            },
+        )
+        .unwrap();
         append_durable(&wal, 1, vec![entry(1, 401, 2)]).unwrap();
         wal.flush().unwrap();
         let stats = wal.stats();
@@ -94,15 +110,36 @@ fn truncate_purge_vote_committed_persist_through_gc() {
     assert_eq!(wal.committed(1).as_deref(), Some(&b"c-75"[..]));
     assert_eq!(wal.committed(2).as_deref(), Some(&b"c-100"[..]));
     let s1 = wal.log_state(1);
-    assert_eq!(s1.purged, Some(LogPos { term: 2, index: 390 }));
-    assert_eq!(s1.last, Some(LogPos { term: 2, index: 401 }));
+    assert_eq!(
+        s1.purged,
+        Some(LogPos {
+            term: 2,
+            index: 390
+        })
+    );
+    assert_eq!(
+        s1.last,
+        Some(LogPos {
+            term: 2,
+            index: 401
+        })
+    );
     assert_eq!(
         wal.read(1, 0..1000).unwrap(),
         (391..=401).map(|i| entry(1, i, 2)).collect::<Vec<_>>()
     );
     let s2 = wal.log_state(2);
-    assert_eq!(s2.purged, Some(LogPos { term: 1, index: 100 }));
-    assert_eq!(s2.last, s2.purged, "an empty log reports its purge point as last");
+    assert_eq!(
+        s2.purged,
+        Some(LogPos {
+            term: 1,
+            index: 100
+        })
+    );
+    assert_eq!(
+        s2.last, s2.purged,
+        "an empty log reports its purge point as last"
+    );
     assert!(files_in(dir.path()) <= 4);
 }
 
@@ -131,12 +168,26 @@ fn appends_must_continue_the_log() {
     let (wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
     append_durable(&wal, 1, vec![entry(1, 0, 0), entry(1, 1, 1)]).unwrap();
     let gap = wal.append(1, vec![entry(1, 5, 1)], |_| {}).unwrap_err();
-    assert!(matches!(gap, Error::NotContiguous { group: 1, got: 5, last: Some(1) }), "{gap}");
+    assert!(
+        matches!(
+            gap,
+            Error::NotContiguous {
+                group: 1,
+                got: 5,
+                last: Some(1)
+            }
+        ),
+        "{gap}"
+    );
     let inner_gap = wal
         .append(1, vec![entry(1, 2, 1), entry(1, 4, 1)], |_| {})
         .unwrap_err();
     assert!(matches!(inner_gap, Error::NotContiguous { got: 4, .. }));
-    assert_eq!(wal.log_state(1).last.unwrap().index, 1, "a refused append changes nothing");
+    assert_eq!(
+        wal.log_state(1).last.unwrap().index,
+        1,
+        "a refused append changes nothing"
+    );
     wal.purge(1, LogPos { term: 1, index: 10 }).unwrap();
     assert!(wal.append(1, vec![entry(1, 2, 1)], |_| {}).is_err());
     append_durable(&wal, 1, vec![entry(1, 11, 2)]).unwrap();
@@ -167,7 +218,10 @@ fn concurrent_appenders_share_fsyncs() {
     assert_eq!(stats.entries_appended, 1600);
     assert!(stats.fsyncs >= 1 && stats.fsyncs <= 1600, "{stats:?}");
     for g in 0..8 {
-        assert_eq!(wal.read(g, 1..201).unwrap()[199].payload, payload(g, 200, 1));
+        assert_eq!(
+            wal.read(g, 1..201).unwrap()[199].payload,
+            payload(g, 200, 1)
+        );
     }
 }
 
@@ -200,7 +254,10 @@ fn async_mode_acknowledges_and_still_syncs() {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while wal.stats().fsyncs == 0 {
-        assert!(std::time::Instant::now() < deadline, "async mode never fsynced");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "async mode never fsynced"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     drop(wal);

@@ -38,8 +38,7 @@ pub fn append_durable(wal: &Wal, group: u64, entries: Vec<LogRecord>) -> Result<
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_test_writer()
         .try_init();

@@ -42,7 +42,13 @@ use crate::segment::{SEGMENT_HEADER_LEN, segment_path};
 use crate::writer::{self, Msg, Op};
 use crate::{GroupId, LogPos, LogRecord, LogState};
 
+/// Bookkeeping bytes charged to the cache budget per cached entry, so many tiny entries cannot
+/// hold far more memory than the budget says.
+pub(crate) const CACHE_OVERHEAD: usize = 64;
+
 /// Called once with the fate of a submission: `Ok` when durable (sync) or written (async).
+/// Callbacks run on the writer thread: they must be quick and must not wait on the WAL
+/// (no `flush` from inside one).
 pub type Callback = Box<dyn FnOnce(Result<()>) + Send + 'static>;
 
 /// Counters for status pages and benchmarks.
@@ -127,6 +133,13 @@ fn stop(shared: &Shared, writer: &Mutex<Option<JoinHandle<()>>>) -> Result<()> {
     let Some(handle) = handle else {
         return Ok(());
     };
+    if handle.thread().id() == std::thread::current().id() {
+        // Dropped from inside a callback: ask the writer to stop, but it cannot wait for itself.
+        let mut st = shared.state.lock().unwrap();
+        st.closed = true;
+        let _ = st.tx.send(Msg::Shutdown(Box::new(|_| {})));
+        return Ok(());
+    }
     let (tx, rx) = mpsc::channel();
     {
         let mut st = shared.state.lock().unwrap();
@@ -303,7 +316,7 @@ impl Wal {
         for (e, (rel, _)) in entries.iter().zip(&frames) {
             st.cache
                 .push_back((group, e.index, segment, base + rel, e.payload.len()));
-            st.cache_bytes += e.payload.len();
+            st.cache_bytes += e.payload.len() + CACHE_OVERHEAD;
         }
         let adds = entries.len() as u64;
         send(

@@ -19,7 +19,7 @@ use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::fs::WalFile;
 use crate::segment::{SEGMENT_HEADER_LEN, encode_header, segment_path};
-use crate::wal::{Callback, Shared};
+use crate::wal::{CACHE_OVERHEAD, Callback, Shared};
 
 /// Frames for one segment at one offset, and what they change.
 pub(crate) struct Op {
@@ -262,7 +262,10 @@ impl Writer {
         let file = fs
             .create(&path)
             .and_then(|f| {
+                // The header is made durable on its own, before any record follows it, so a
+                // power cut can never leave records behind a header that did not make it.
                 f.write_at(&encode_header(seq), 0)?;
+                f.sync_data()?;
                 Ok(f)
             })
             .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
@@ -293,7 +296,7 @@ impl Writer {
                 break;
             }
             st.cache.pop_front();
-            st.cache_bytes -= size;
+            st.cache_bytes -= size + CACHE_OVERHEAD;
             if let Some(loc) = st.groups.get_mut(&group).and_then(|g| g.get_mut(index))
                 && loc.segment == segment
                 && loc.offset == offset

@@ -51,11 +51,11 @@ pub use data_dir::DataDir;
 pub use error::{Error, Result};
 pub use fs::{FileSystem, StdFs, WalFile};
 pub use memstore::{CheckpointScan, MemStore, Versioned};
-pub use record::{Decoded, Record, decode as decode_record};
+pub use record::{Decoded, Record, decode as decode_record, find_next_record};
 pub use recovery::{RecoveryReport, Skipped, TornTail};
 pub use segment::{
-    SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header as decode_segment_header,
-    parse_segment_name, segment_name,
+    HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header as decode_segment_header,
+    encode_header as encode_segment_header, parse_segment_name, segment_name,
 };
 pub use wal::{Callback, Wal, WalStats};
 

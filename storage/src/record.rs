@@ -150,6 +150,28 @@ pub fn decode(buf: &Bytes) -> Decoded {
     }
 }
 
+/// The offset of the first valid record after `pos`, if any. Used only on damage: by recovery
+/// to tell a torn tail (nothing valid after it) from corruption in the middle, and by
+/// `islab wal dump` to resume. Cheap checks on length and kind come first, so the checksum runs
+/// rarely.
+pub fn find_next_record(data: &Bytes, pos: usize) -> Option<usize> {
+    let mut p = pos + 1;
+    while p + HEADER_LEN < data.len() {
+        let len = u32::from_le_bytes(data[p..p + 4].try_into().unwrap()) as usize;
+        let kind = data[p + HEADER_LEN];
+        if len > 0
+            && len <= MAX_RECORD_LEN
+            && p + HEADER_LEN + len <= data.len()
+            && (KIND_ENTRY..=KIND_COMMITTED).contains(&kind)
+            && let Decoded::Record(..) = decode(&data.slice(p..p + HEADER_LEN + len))
+        {
+            return Some(p);
+        }
+        p += 1;
+    }
+    None
+}
+
 fn decode_body(body: &Bytes) -> Option<Record> {
     let kind = body[0];
     let mut pos = 1;

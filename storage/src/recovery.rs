@@ -28,7 +28,7 @@ use crate::config::RecoveryMode;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, WalFile};
 use crate::group_log::{GroupLog, Loc};
-use crate::record::{Decoded, HEADER_LEN, MAX_RECORD_LEN, Record, decode};
+use crate::record::{Decoded, Record, decode, find_next_record};
 use crate::segment::{
     HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header, parse_segment_name,
     segment_path,
@@ -228,7 +228,7 @@ impl Scan {
                 Decoded::Incomplete => "the record runs past the end of the file".to_string(),
                 Decoded::Corrupt(reason) => reason,
             };
-            let next = next_valid_record(data, pos);
+            let next = find_next_record(data, pos);
             if is_last && next.is_none() {
                 tracing::warn!(
                     file = %path.display(), offset = pos, %reason,
@@ -344,24 +344,4 @@ impl Scan {
         }
         Ok((groups, cut))
     }
-}
-
-/// The offset of the first valid record after `pos`, if any. Used only on damage, to tell a
-/// torn tail (nothing valid after it) from corruption in the middle.
-fn next_valid_record(data: &Bytes, pos: usize) -> Option<usize> {
-    let mut p = pos + 1;
-    while p + HEADER_LEN < data.len() {
-        let len = u32::from_le_bytes(data[p..p + 4].try_into().unwrap()) as usize;
-        let kind = data[p + HEADER_LEN];
-        if len > 0
-            && len <= MAX_RECORD_LEN
-            && p + HEADER_LEN + len <= data.len()
-            && (1..=5).contains(&kind)
-            && let Decoded::Record(..) = decode(&data.slice(p..p + HEADER_LEN + len))
-        {
-            return Some(p);
-        }
-        p += 1;
-    }
-    None
 }

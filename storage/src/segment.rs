@@ -56,6 +56,16 @@ pub enum HeaderError {
     Version(u32),
 }
 
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Short => f.write_str("shorter than a segment header"),
+            HeaderError::Invalid(reason) => f.write_str(reason),
+            HeaderError::Version(v) => write!(f, "unsupported format version {v}"),
+        }
+    }
+}
+
 /// Checks a segment header; returns the sequence number it records.
 pub fn decode_header(buf: &[u8]) -> Result<u64, HeaderError> {
     if buf.len() < SEGMENT_HEADER_LEN {

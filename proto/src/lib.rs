@@ -1,0 +1,27 @@
+//! IsLabDB's gRPC API, generated from `proto/` at build time (protox + tonic-prost-build, so
+//! no system `protoc` is needed).
+//!
+//! # Layout
+//!
+//! - [`v1`] — `islab.v1`: the `Kv` data service and the `Admin` service.
+//! - [`raft::v1`] — `islab.raft.v1`: the node-to-node `Transport`.
+//! - [`FILE_DESCRIPTOR_SET`] — the compiled descriptors, served by gRPC reflection.
+
+/// `islab.v1`: data and administration.
+pub mod v1 {
+    tonic::include_proto!("islab.v1");
+}
+
+/// `islab.raft.v1`: node-to-node Raft transport.
+pub mod raft {
+    pub mod v1 {
+        tonic::include_proto!("islab.raft.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every IsLabDB proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/islab_descriptor.bin"));
+
+/// Response metadata key carrying the leader's address on a not-leader error.
+pub const LEADER_METADATA: &str = "islab-leader";

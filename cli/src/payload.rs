@@ -110,9 +110,14 @@ impl PayloadDecoder for RaftPayloads {
                 text: "blank".into(),
                 json: json!({"type": "blank"}),
             },
-            EntryPayload::Normal(cmd) => Rendered {
-                text: cmd.to_string(),
-                json: json!({"type": "normal", "command": command_json(&cmd)}),
+            EntryPayload::Normal(request) => Rendered {
+                text: request.to_string(),
+                json: json!({
+                    "type": "normal",
+                    "command": command_json(&request.command),
+                    "client_id": request.id.map(|id| id.client),
+                    "seq": request.id.map(|id| id.seq),
+                }),
             },
             EntryPayload::Membership(m) => Rendered {
                 text: format!("membership {}", membership_text(&m)),
@@ -217,18 +222,19 @@ mod tests {
 
     #[test]
     fn raft_entries_decode_and_garbage_falls_back() {
-        let put = EntryPayload::Normal(Command::Put {
+        let put = EntryPayload::Normal(islab_storage::Request::new(Command::Put {
             key: Bytes::from_static(b"k"),
             value: Bytes::from_static(&[0xff]),
             expires_at: None,
-        });
+        }));
         let bytes = codec::encode(&put).unwrap();
         let r = render(&bytes, |b| RaftPayloads.entry(b));
         assert_eq!(r.text, "put k (1 bytes)");
         assert_eq!(
             r.json,
             json!({"type": "normal", "command":
-                {"op": "put", "key": "k", "value_hex": "ff", "expires_at": null}})
+                {"op": "put", "key": "k", "value_hex": "ff", "expires_at": null},
+                "client_id": null, "seq": null})
         );
 
         let r = render(&[0xff, 0xff], |b| RaftPayloads.entry(b));

@@ -100,11 +100,11 @@ mod tests {
         let voters = BTreeSet::from([1u64, 2, 3]);
         let payloads = [
             EntryPayload::Blank,
-            EntryPayload::Normal(Command::Put {
+            EntryPayload::Normal(islab_storage::Request::new(Command::Put {
                 key: Bytes::from_static(b"k"),
                 value: Bytes::from_static(b"v"),
                 expires_at: Some(9),
-            }),
+            })),
             EntryPayload::Membership(Membership::new_with_defaults(vec![voters], [])),
         ];
         for (i, payload) in payloads.into_iter().enumerate() {

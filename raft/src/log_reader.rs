@@ -146,11 +146,11 @@ mod tests {
     fn put_entry(index: u64, value_len: usize) -> Entry {
         Entry {
             log_id: encoding::log_id(LogPos { term: 1, index }),
-            payload: EntryPayload::Normal(Command::Put {
+            payload: EntryPayload::Normal(islab_storage::Request::new(Command::Put {
                 key: Bytes::from(format!("k{index}")),
                 value: Bytes::from(vec![b'x'; value_len]),
                 expires_at: None,
-            }),
+            })),
         }
     }
 

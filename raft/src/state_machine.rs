@@ -170,7 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let log_id = entry.log_id;
             let response = match entry.payload {
                 EntryPayload::Blank => Response::None,
-                EntryPayload::Normal(command) => store.apply(log_id.index, &command),
+                EntryPayload::Normal(request) => store.apply_request(log_id.index, &request),
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(log_id), membership);
                     Response::None

@@ -7,7 +7,7 @@
 //! ([`islab_storage::LogPos`]). Other crates name these aliases instead of openraft's
 //! generics, so an openraft bump stays inside `islab-raft`.
 
-use islab_storage::{Checkpoint, Command, Response};
+use islab_storage::{Checkpoint, Request, Response};
 use openraft::type_config::alias;
 
 use crate::state_machine::StateMachine;
@@ -22,7 +22,7 @@ openraft::declare_raft_types!(
     /// The openraft types of every IsLabDB shard: commands in, responses out, u64 node ids,
     /// standard (one leader per term) leader ids, tokio.
     pub TypeConfig:
-        D = Command,
+        D = Request,
         R = Response,
         NodeId = NodeId,
         Node = Node,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use islab_raft::{
     LogStore, Node, NodeId, Raft, Snapshot, StateMachine, StoreSlot, TypeConfig, Vote,
 };
-use islab_storage::{Checkpoint, Command, MemStore, Response, Wal, WalConfig};
+use islab_storage::{Checkpoint, Command, MemStore, Request, Response, Wal, WalConfig};
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
@@ -147,12 +147,12 @@ async fn stop(id: NodeId, node: TestNode, router: &Router) {
     node.wal.shutdown().expect("shutdown WAL");
 }
 
-fn put(i: u64) -> Command {
-    Command::Put {
+fn put(i: u64) -> Request {
+    Request::new(Command::Put {
         key: Bytes::from(format!("key-{i:03}")),
         value: Bytes::from(format!("value-{i}")),
         expires_at: None,
-    }
+    })
 }
 
 fn assert_holds_keys(store: &StoreSlot, n: u64) {

@@ -43,11 +43,11 @@ fn entries(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
                     [],
                 ))
             } else {
-                EntryPayload::Normal(Command::Put {
+                EntryPayload::Normal(islab_storage::Request::new(Command::Put {
                     key: Bytes::from(format!("k{index}")),
                     value: Bytes::from_static(b"v"),
                     expires_at: None,
-                })
+                }))
             };
             Entry { log_id, payload }
         })

@@ -8,6 +8,44 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+/// Keys starting with this are the store's own (client sessions); clients may not use them.
+pub const RESERVED_PREFIX: &[u8] = b"\xffislab/";
+
+/// Identifies one write of one client, so a retried write is applied once: `client` is random
+/// per client, `seq` grows by one per write of that client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WriteId {
+    pub client: u64,
+    pub seq: u64,
+}
+
+/// What a log entry carries: a command, and the id that makes its retries idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: Option<WriteId>,
+    pub command: Command,
+}
+
+impl Request {
+    /// A request with no deduplication.
+    pub fn new(command: Command) -> Request {
+        Request { id: None, command }
+    }
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.id {
+            Some(id) => write!(
+                f,
+                "{} [client {:x} seq {}]",
+                self.command, id.client, id.seq
+            ),
+            None => write!(f, "{}", self.command),
+        }
+    }
+}
+
 /// One state-machine command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {

@@ -45,7 +45,7 @@ pub use catalog::{Catalog, CheckpointEntry};
 pub use checkpoint::{
     CHECKPOINT_FORMAT_VERSION, Checkpoint, CheckpointMeta, CheckpointReceiver, temp_path,
 };
-pub use command::{Command, Response};
+pub use command::{Command, RESERVED_PREFIX, Request, Response, WriteId};
 pub use config::{Durability, RecoveryMode, WalConfig};
 pub use data_dir::DataDir;
 pub use error::{Error, Result};

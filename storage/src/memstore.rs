@@ -32,7 +32,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Response};
+use crate::command::{Command, RESERVED_PREFIX, Request, Response, WriteId};
 use crate::error::{Error, Result};
 
 /// Lock shards per store: the unit a checkpoint scan locks at a time.
@@ -116,6 +116,52 @@ impl MemStore {
             self.bytes.fetch_sub(size_of(&key, &old), Ordering::Relaxed);
         }
         self.bytes.fetch_add(added, Ordering::Relaxed);
+    }
+
+    /// Applies the request of log entry `index`, at most once per [`WriteId`]: each client's
+    /// last write id and response are kept in the store itself (under [`RESERVED_PREFIX`]), so
+    /// they travel in checkpoints and every replica answers a retry the same way.
+    pub fn apply_request(&self, index: u64, request: &Request) -> Response {
+        let Some(id) = request.id else {
+            return self.apply(index, &request.command);
+        };
+        let key = session_key(id.client);
+        if let Some(session) = self.map.get(&key[..])
+            && let Ok((seq, response)) = crate::codec::decode::<(u64, Response)>(&session.value)
+        {
+            if id.seq == seq {
+                return response; // a retry of the last write: same answer, applied once
+            }
+            if id.seq < seq {
+                return Response::Rejected {
+                    reason: format!(
+                        "write {} of client {:x} is older than its last write {seq}",
+                        id.seq, id.client
+                    ),
+                };
+            }
+        }
+        let response = self.apply(index, &request.command);
+        self.record_session(index, id, &response);
+        response
+    }
+
+    fn record_session(&self, index: u64, id: WriteId, response: &Response) {
+        let Ok(value) = crate::codec::encode(&(id.seq, response)) else {
+            return;
+        };
+        let session = Versioned {
+            value: Bytes::from(value),
+            version: index,
+            expires_at: None,
+        };
+        let capture = self.current_capture();
+        let _ = self.write(
+            &session_key(id.client),
+            Some(session),
+            None,
+            capture.as_deref(),
+        );
     }
 
     /// Applies the command of log entry `index`.
@@ -309,6 +355,14 @@ impl MemStore {
     }
 }
 
+fn session_key(client: u64) -> Bytes {
+    let mut key = Vec::with_capacity(RESERVED_PREFIX.len() + 16);
+    key.extend_from_slice(RESERVED_PREFIX);
+    key.extend_from_slice(b"session/");
+    key.extend_from_slice(&client.to_be_bytes());
+    Bytes::from(key)
+}
+
 /// A running checkpoint scan: the image of a [`MemStore`] at one applied index. Dropping it
 /// ends the capture (pre-images are released).
 pub struct CheckpointScan {
@@ -461,6 +515,38 @@ mod tests {
         );
         let nested = Command::Batch(vec![Command::Batch(vec![])]);
         assert!(matches!(s.apply(4, &nested), Response::Rejected { .. }));
+    }
+
+    #[test]
+    fn a_retried_write_is_applied_once() {
+        let s = MemStore::new();
+        let req = |seq, v: &str| Request {
+            id: Some(WriteId { client: 9, seq }),
+            command: put("k", v),
+        };
+        assert_eq!(
+            s.apply_request(1, &req(1, "a")),
+            Response::Put { version: 1 }
+        );
+        // The retry (a new log entry carrying the same id) returns the first answer.
+        assert_eq!(
+            s.apply_request(2, &req(1, "a")),
+            Response::Put { version: 1 }
+        );
+        assert_eq!(s.get(b"k").unwrap().version, 1);
+        assert_eq!(
+            s.apply_request(3, &req(2, "b")),
+            Response::Put { version: 3 }
+        );
+        assert!(matches!(
+            s.apply_request(4, &req(1, "a")),
+            Response::Rejected { .. }
+        ));
+        assert_eq!(s.get(b"k").unwrap().value, "b");
+        assert_eq!(
+            s.apply_request(5, &Request::new(put("k", "c"))),
+            Response::Put { version: 5 }
+        );
     }
 
     #[test]

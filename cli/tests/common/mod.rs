@@ -56,11 +56,11 @@ fn entry(term: u64, index: u64, payload: &EntryPayload) -> LogRecord {
 }
 
 fn put(key: String, value_len: usize) -> EntryPayload {
-    EntryPayload::Normal(Command::Put {
+    EntryPayload::Normal(islab_storage::Request::new(Command::Put {
         key: Bytes::from(key),
         value: Bytes::from(vec![b'v'; value_len]),
         expires_at: None,
-    })
+    }))
 }
 
 fn membership() -> Membership {

@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 const SHARDS: usize = 512;
 
 /// A value with the log index that wrote it and an optional expiry (Unix ms).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Versioned {
     pub value: Bytes,
     pub version: u64,
@@ -347,6 +347,43 @@ impl MemStore {
         })
     }
 
+    /// Up to `limit` keys in `[start, end)` (`end` `None`: unbounded) that begin with `prefix`,
+    /// in key order, skipping the store's reserved keys. Returns them and whether more follow.
+    ///
+    /// The map is unordered, so this visits every key (keeping the `limit` smallest in a heap):
+    /// O(n log limit). Fine for paging through small shards; an ordered index is future work.
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        prefix: &[u8],
+        limit: usize,
+    ) -> (Vec<(Bytes, Versioned)>, bool) {
+        use std::collections::BinaryHeap;
+        let mut heap: BinaryHeap<(Bytes, Versioned)> = BinaryHeap::new();
+        let keep = limit.saturating_add(1);
+        for r in self.map.iter() {
+            let key = r.key();
+            if key.as_ref() < start
+                || end.is_some_and(|e| key.as_ref() >= e)
+                || !key.starts_with(prefix)
+                || key.starts_with(RESERVED_PREFIX)
+            {
+                continue;
+            }
+            if heap.len() < keep {
+                heap.push((key.clone(), r.value().clone()));
+            } else if heap.peek().is_some_and(|(top, _)| key < top) {
+                heap.pop();
+                heap.push((key.clone(), r.value().clone()));
+            }
+        }
+        let mut items = heap.into_sorted_vec();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        (items, more)
+    }
+
     /// Visits every (key, value), a lock shard at a time. Not a point-in-time view.
     pub fn for_each(&self, mut f: impl FnMut(&Bytes, &Versioned)) {
         for r in self.map.iter() {
@@ -515,6 +552,35 @@ mod tests {
         );
         let nested = Command::Batch(vec![Command::Batch(vec![])]);
         assert!(matches!(s.apply(4, &nested), Response::Rejected { .. }));
+    }
+
+    #[test]
+    fn scan_pages_in_key_order() {
+        let s = MemStore::new();
+        for (i, k) in ["b", "a", "d", "c", "e", "ab", "x"].iter().enumerate() {
+            s.apply(i as u64 + 1, &put(k, "v"));
+        }
+        s.apply_request(
+            9,
+            &Request {
+                id: Some(WriteId { client: 1, seq: 1 }),
+                command: put("z", "v"),
+            },
+        );
+        let keys = |items: Vec<(Bytes, Versioned)>| -> Vec<String> {
+            items
+                .into_iter()
+                .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+                .collect()
+        };
+        let (items, more) = s.scan(b"", None, b"", 3);
+        assert_eq!((keys(items), more), (vec!["a".into(), "ab".into(), "b".into()], true));
+        let (items, more) = s.scan(b"b\0", Some(b"e"), b"", 10);
+        assert_eq!((keys(items), more), (vec!["c".into(), "d".into()], false));
+        let (items, _) = s.scan(b"", None, b"a", 10);
+        assert_eq!(keys(items), vec!["a".to_string(), "ab".into()]);
+        let (items, _) = s.scan(b"", None, b"", 100);
+        assert_eq!(items.len(), 8, "the session key is not a user key");
     }
 
     #[test]

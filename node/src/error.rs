@@ -1,0 +1,87 @@
+//! The one error type of `islab-node`, and its one conversion to a gRPC status.
+
+use std::path::PathBuf;
+
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in a node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    #[error(transparent)]
+    Storage(#[from] islab_storage::Error),
+
+    #[error(transparent)]
+    Raft(#[from] islab_raft::Error),
+
+    #[error("data directory {dir} belongs to node {found}, not node {configured}")]
+    WrongNode {
+        dir: PathBuf,
+        found: u64,
+        configured: u64,
+    },
+
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("openraft failed to start group {group}: {reason}")]
+    RaftStart { group: u64, reason: String },
+
+    /// Not the leader; `leader` is its address when known.
+    #[error("not the leader{}", leader.as_ref().map(|l| format!(" (leader: {l})")).unwrap_or_default())]
+    NotLeader { leader: Option<String> },
+
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    #[error("{0}")]
+    TooLarge(String),
+
+    #[error("{0}")]
+    Rejected(String),
+
+    #[error("{0}")]
+    Unavailable(String),
+
+    #[error("this node belongs to cluster {ours}, not {theirs}")]
+    WrongCluster { ours: String, theirs: String },
+
+    #[error("no group {0} on this node")]
+    NoSuchGroup(u64),
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = match &e {
+            Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
+            Error::TooLarge(_) => Code::ResourceExhausted,
+            Error::Rejected(_) | Error::WrongCluster { .. } => Code::FailedPrecondition,
+            Error::NotLeader { .. } | Error::Unavailable(_) => Code::Unavailable,
+            Error::NoSuchGroup(_) => Code::NotFound,
+            _ => Code::Internal,
+        };
+        let mut status = Status::new(code, e.to_string());
+        if let Error::NotLeader {
+            leader: Some(leader),
+        } = &e
+            && let Ok(v) = leader.parse()
+        {
+            status
+                .metadata_mut()
+                .insert(islab_proto::LEADER_METADATA, v);
+        }
+        status
+    }
+}

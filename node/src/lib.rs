@@ -1,0 +1,34 @@
+//! A running IsLabDB node: the storage engine and the Raft groups wired to the network.
+//!
+//! [`Node::start`] opens the data directory (locked), recovers the WAL, starts each group's
+//! Raft, and serves gRPC: `islab.v1.Kv` (data), `islab.v1.Admin` (init, membership, status),
+//! `islab.raft.v1.Transport` (node to node), gRPC health and reflection — all on one port.
+//! [`NodeHandle::shutdown`] stops it in order.
+//!
+//! # Layout
+//!
+//! - `config` — [`NodeConfig`], [`Limits`], [`RaftTiming`]: plain data, validated once.
+//! - `node` — [`Node::start`] and [`NodeHandle`].
+//! - `node_state`, `shard` — what the services share; one Raft group and its error mapping.
+//! - `kv_service`, `admin_service`, `transport_service` — the gRPC services.
+//! - `network` — the client side of the Raft transport (one channel per peer node).
+//! - `cluster_id` — which cluster this node belongs to; refusing others.
+//! - `validate` — request limits.
+//! - `error` — [`Error`], and its one conversion to `tonic::Status`.
+
+mod admin_service;
+mod cluster_id;
+mod config;
+mod error;
+mod kv_service;
+mod network;
+mod node;
+mod node_state;
+mod shard;
+mod transport_service;
+mod validate;
+
+pub use config::{Limits, NodeConfig, RaftTiming};
+pub use error::{Error, Result};
+pub use node::{Node, NodeHandle};
+pub use node_state::DATA_GROUP;

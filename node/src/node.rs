@@ -1,0 +1,262 @@
+//! Starting and stopping a node.
+//!
+//! ```text
+//! Node::start(config)
+//!   validate config → lock the data dir → catalog (node id, cluster id) → open the WAL
+//!   → start each group's Raft (log store on the WAL, state machine, network)
+//!   → bind the listener → serve Kv, Admin, Transport, health, reflection
+//! NodeHandle::shutdown()
+//!   stop accepting → shut every Raft group down → flush and stop the WAL
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use islab_proto::raft::v1::transport_server::TransportServer;
+use islab_proto::v1::admin_server::AdminServer;
+use islab_proto::v1::kv_server::KvServer;
+use islab_raft::{LogStore, Raft, StateMachine};
+use islab_storage::{Catalog, DataDir, GroupId, MemStore, Wal};
+use openraft::SnapshotPolicy;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin_service::AdminService;
+use crate::cluster_id::ClusterId;
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::kv_service::KvService;
+use crate::network::{NetworkFactory, Peers};
+use crate::node_state::{DATA_GROUP, NodeState};
+use crate::shard::Shard;
+use crate::transport_service::TransportService;
+
+/// Entry point: [`Node::start`].
+pub struct Node;
+
+/// A running node. Dropping it without [`NodeHandle::shutdown`] stops the server but skips the
+/// orderly Raft shutdown.
+pub struct NodeHandle {
+    addr: SocketAddr,
+    state: Arc<NodeState>,
+    stop: CancellationToken,
+    server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
+}
+
+impl Node {
+    /// Starts a node: recovers its data, starts its groups, and serves on `config.listen`.
+    /// Returns once the listener is bound.
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let data_dir = DataDir::open(&config.data_dir)?;
+        std::fs::create_dir_all(data_dir.root().join("incoming"))
+            .map_err(|e| Error::Internal(format!("creating the incoming directory: {e}")))?;
+        clear_incoming(&data_dir);
+        let catalog = Catalog::open(&data_dir.catalog_dir())?;
+        match catalog.node_id()? {
+            Some(found) if found != config.id => {
+                return Err(Error::WrongNode {
+                    dir: config.data_dir.clone(),
+                    found,
+                    configured: config.id,
+                });
+            }
+            Some(_) => {}
+            None => catalog.set_node_id(config.id)?,
+        }
+        let cluster = ClusterId::load(catalog)?;
+
+        let wal_dir = data_dir.wal_dir();
+        let wal_config = config.wal.clone();
+        let (wal, report) = tokio::task::spawn_blocking(move || Wal::open(wal_dir, wal_config))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        if report.torn_tail.is_some() || !report.skipped.is_empty() {
+            tracing::warn!(?report, "the WAL needed repair at open");
+        }
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
+        let state = Arc::new(NodeState::new(
+            config.clone(),
+            advertise,
+            cluster,
+            wal,
+            data_dir,
+        ));
+        let peers = Peers::new(config.limits.max_message_bytes());
+        let shard = start_group(&state, &peers, DATA_GROUP).await?;
+        state.add_shard(shard);
+
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(state.clone(), listener, stop.clone()));
+        tracing::info!(
+            node = config.id,
+            %addr,
+            advertise = %state.advertise,
+            durability = %config.wal.durability,
+            cluster = ?state.cluster.get(),
+            "node started"
+        );
+        Ok(NodeHandle {
+            addr,
+            state,
+            stop,
+            server: Some(server),
+        })
+    }
+}
+
+/// Snapshot files half-received before a crash are of no use.
+fn clear_incoming(data_dir: &DataDir) {
+    if let Ok(entries) = std::fs::read_dir(data_dir.root().join("incoming")) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+async fn start_group(state: &Arc<NodeState>, peers: &Peers, group: GroupId) -> Result<Arc<Shard>> {
+    let config = &state.config;
+    let log_store = LogStore::new(group, state.wal.clone());
+    let checkpoint_dir = state.data_dir.checkpoint_dir(group)?;
+    let state_machine = StateMachine::new(group, Arc::new(MemStore::new()), checkpoint_dir)?;
+    let store = state_machine.store();
+    let raft_config = openraft::Config {
+        cluster_name: "islab".into(),
+        heartbeat_interval: config.raft.heartbeat_ms,
+        election_timeout_min: config.raft.election_timeout_min_ms,
+        election_timeout_max: config.raft.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: config.raft.keep_entries_after_snapshot,
+        max_payload_entries: 1024,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| Error::Config(format!("raft: {e}")))?;
+    let network = NetworkFactory {
+        group,
+        from: config.id,
+        peers: peers.clone(),
+        cluster: state.cluster.clone(),
+    };
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| Error::RaftStart {
+        group,
+        reason: e.to_string(),
+    })?;
+    Ok(Arc::new(Shard { group, raft, store }))
+}
+
+async fn serve(
+    state: Arc<NodeState>,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> std::result::Result<(), tonic::transport::Error> {
+    let max = state.config.limits.max_message_bytes();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<KvServer<KvService>>().await;
+    health.set_serving::<AdminServer<AdminService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(islab_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor set is valid");
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            KvServer::new(KvService {
+                node: state.clone(),
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
+        .add_service(
+            AdminServer::new(AdminService {
+                node: state.clone(),
+            })
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            TransportServer::new(TransportService { node: state })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+        .await
+}
+
+impl NodeHandle {
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `host:port` peers and clients use.
+    pub fn advertise_addr(&self) -> &str {
+        &self.state.advertise
+    }
+
+    pub fn id(&self) -> u64 {
+        self.state.id()
+    }
+
+    /// Stops accepting requests, shuts every Raft group down and flushes the WAL.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        for shard in self.state.shards() {
+            if let Err(e) = shard.raft.shutdown().await {
+                tracing::warn!(group = shard.group, error = %e, "raft shutdown");
+            }
+        }
+        let wal = self.state.wal.clone();
+        tokio::task::spawn_blocking(move || wal.shutdown())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        tracing::info!(node = self.state.id(), "node stopped");
+        Ok(())
+    }
+
+    /// Resolves when the server stops on its own (it failed); `shutdown` is the normal way out.
+    pub async fn stopped(&mut self) -> Result<()> {
+        match self.server.as_mut() {
+            Some(server) => match server.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Error::Internal(format!("server: {e}"))),
+                Err(e) => Err(Error::Internal(format!("server task: {e}"))),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

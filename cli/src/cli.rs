@@ -66,6 +66,12 @@ pub enum WriteOut {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a node: serve data, Raft and admin requests on one port until Ctrl-C or SIGTERM.
+    ///
+    /// Settings come from flags, then `ISLAB_*` environment variables, then the TOML file given
+    /// with `--config`, then defaults; they are validated once, at start.
+    Server(Box<ServerArgs>),
+
     /// Inspect a node's write-ahead log, offline.
     #[command(subcommand)]
     Wal(WalCommand),
@@ -73,6 +79,82 @@ pub enum Command {
     /// Inspect checkpoint files, offline.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+}
+
+/// `islab server`. Every setting is optional here so that an unset flag falls through to the
+/// environment, the config file, then the default.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML file with node settings (keys as in `NodeConfig`, kebab-case).
+    #[arg(long, env = "ISLAB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// This node's id (1 or more, unique in the cluster). [default: 1]
+    #[arg(long, env = "ISLAB_ID")]
+    pub id: Option<u64>,
+
+    /// Data directory (WAL, checkpoints, catalog). [default: islab-data]
+    #[arg(long, env = "ISLAB_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to listen on. [default: 127.0.0.1:7379]
+    #[arg(long, env = "ISLAB_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// host:port other nodes and clients use to reach this node. [default: the listen address]
+    #[arg(long, env = "ISLAB_ADVERTISE", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+
+    /// When a write is acknowledged: sync (fsynced) or async (written, fsynced every few ms).
+    /// [default: sync]
+    #[arg(long, env = "ISLAB_DURABILITY", value_enum)]
+    pub durability: Option<DurabilityArg>,
+
+    /// What WAL recovery does with a corrupt record. [default: tolerate-tail-corruption]
+    #[arg(long, env = "ISLAB_WAL_RECOVERY", value_enum)]
+    pub wal_recovery: Option<RecoveryArg>,
+
+    /// Largest value accepted, in bytes. [default: 1048576]
+    #[arg(long, env = "ISLAB_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+
+    /// Raft heartbeat interval in milliseconds. [default: 100]
+    #[arg(long, env = "ISLAB_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+
+    /// Minimum election timeout in milliseconds (the maximum is twice this). [default: 800]
+    #[arg(long, env = "ISLAB_ELECTION_TIMEOUT_MS")]
+    pub election_timeout_ms: Option<u64>,
+
+    /// Take a checkpoint after this many log entries. [default: 50000]
+    #[arg(long, env = "ISLAB_SNAPSHOT_AFTER_ENTRIES")]
+    pub snapshot_after_entries: Option<u64>,
+
+    /// Log entries kept behind a checkpoint for followers that lag a little. [default: 10000]
+    #[arg(long, env = "ISLAB_KEEP_ENTRIES_AFTER_SNAPSHOT")]
+    pub keep_entries_after_snapshot: Option<u64>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "ISLAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    Sync,
+    Async,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RecoveryArg {
+    TolerateTailCorruption,
+    TolerateCorruption,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,11 +11,13 @@
 //! - `checkpoint_inspect` — `islab checkpoint inspect`.
 //! - `payload` — decoding the Raft layer's opaque payloads (entries, votes, membership).
 //! - `show` — bytes as text or JSON.
+//! - `server` — `islab server`: a node in the foreground, config layering, signals.
 
 mod checkpoint_inspect;
 mod cli;
 mod payload;
 mod segment_scan;
+mod server;
 mod show;
 mod wal_dump;
 
@@ -50,7 +52,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging();
+    if let Command::Server(args) = &cli.command {
+        server::init_logging(args.log_format);
+    } else {
+        init_logging();
+    }
     match run(cli) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Damaged) => ExitCode::from(EXIT_DAMAGE),
@@ -66,6 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let format = cli.global.write_out;
     let mut out = BufWriter::new(io::stdout().lock());
     let outcome = match cli.command {
+        Command::Server(args) => server::run(*args)?,
         Command::Wal(WalCommand::Dump(args)) => wal_dump::run(&args, format, &mut out)?,
         Command::Checkpoint(CheckpointCommand::Inspect(args)) => {
             checkpoint_inspect::run(&args, format, &mut out)?

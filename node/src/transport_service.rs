@@ -3,7 +3,7 @@
 //! A request from another cluster, for an unknown group, or that does not decode is refused
 //! in the reply's `error` field (the sender backs off); it never reaches openraft.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -154,7 +154,7 @@ impl Transport for TransportService {
 
 /// Writes the chunks to `path`, verifying the whole file before it counts as received.
 async fn receive(
-    path: &PathBuf,
+    path: &Path,
     mut chunks: Streaming<SnapshotChunk>,
 ) -> Result<islab_storage::Checkpoint> {
     let mut rx = CheckpointReceiver::create(path)?;

@@ -50,7 +50,7 @@ pub use config::{Durability, RecoveryMode, WalConfig};
 pub use data_dir::DataDir;
 pub use error::{Error, Result};
 pub use fs::{FileSystem, StdFs, WalFile};
-pub use memstore::{CheckpointScan, MemStore, Versioned};
+pub use memstore::{CheckpointScan, MemStore, SESSION_WINDOW, Versioned};
 pub use record::{Decoded, Record, decode as decode_record, find_next_record};
 pub use recovery::{RecoveryReport, Skipped, TornTail};
 pub use segment::{

@@ -118,50 +118,60 @@ impl MemStore {
         self.bytes.fetch_add(added, Ordering::Relaxed);
     }
 
-    /// Applies the request of log entry `index`, at most once per [`WriteId`]: each client's
-    /// last write id and response are kept in the store itself (under [`RESERVED_PREFIX`]), so
-    /// they travel in checkpoints and every replica answers a retry the same way.
+    /// Applies the request of log entry `index`, at most once per [`WriteId`].
+    ///
+    /// The answer to each `(client, seq)` is kept in the store itself (under
+    /// [`RESERVED_PREFIX`]), so sessions travel in checkpoints and every replica answers a retry
+    /// the same way. One client's writes may arrive in any order (it pipelines them), so each
+    /// seq is remembered on its own, for the last [`SESSION_WINDOW`] seqs of that client: a
+    /// write older than that window cannot be told apart from one already applied and is
+    /// refused rather than risk applying it twice.
     pub fn apply_request(&self, index: u64, request: &Request) -> Response {
         let Some(id) = request.id else {
             return self.apply(index, &request.command);
         };
-        let key = session_key(id.client);
-        if let Some(session) = self.map.get(&key[..])
-            && let Ok((seq, response)) = crate::codec::decode::<(u64, Response)>(&session.value)
+        let seen = session_key(id.client, Some(id.seq));
+        if let Some(v) = self.map.get(&seen[..])
+            && let Ok(response) = crate::codec::decode::<Response>(&v.value)
         {
-            if id.seq == seq {
-                return response; // a retry of the last write: same answer, applied once
-            }
-            if id.seq < seq {
-                return Response::Rejected {
-                    reason: format!(
-                        "write {} of client {:x} is older than its last write {seq}",
-                        id.seq, id.client
-                    ),
-                };
-            }
+            return response; // a retry: the first answer, applied once
+        }
+        let high_key = session_key(id.client, None);
+        let high = self
+            .map
+            .get(&high_key[..])
+            .and_then(|v| v.value.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        if high >= SESSION_WINDOW && id.seq <= high - SESSION_WINDOW {
+            return Response::Rejected {
+                reason: format!(
+                    "write {} of client {:x} is too old to be deduplicated (latest {high}); not applied",
+                    id.seq, id.client
+                ),
+            };
         }
         let response = self.apply(index, &request.command);
-        self.record_session(index, id, &response);
-        response
-    }
-
-    fn record_session(&self, index: u64, id: WriteId, response: &Response) {
-        let Ok(value) = crate::codec::encode(&(id.seq, response)) else {
-            return;
-        };
-        let session = Versioned {
-            value: Bytes::from(value),
-            version: index,
-            expires_at: None,
-        };
         let capture = self.current_capture();
-        let _ = self.write(
-            &session_key(id.client),
-            Some(session),
-            None,
-            capture.as_deref(),
-        );
+        let capture = capture.as_deref();
+        let record = |key: Bytes, value: Vec<u8>| {
+            let v = Versioned {
+                value: Bytes::from(value),
+                version: index,
+                expires_at: None,
+            };
+            let _ = self.write(&key, Some(v), None, capture);
+        };
+        if let Ok(encoded) = crate::codec::encode(&response) {
+            record(seen, encoded);
+        }
+        if id.seq > high {
+            record(high_key, id.seq.to_be_bytes().to_vec());
+        }
+        if id.seq >= SESSION_WINDOW {
+            let old = session_key(id.client, Some(id.seq - SESSION_WINDOW));
+            let _ = self.write(&old, None, None, capture);
+        }
+        response
     }
 
     /// Applies the command of log entry `index`.
@@ -392,11 +402,23 @@ impl MemStore {
     }
 }
 
-fn session_key(client: u64) -> Bytes {
-    let mut key = Vec::with_capacity(RESERVED_PREFIX.len() + 16);
+/// How many of a client's most recent write seqs are remembered for deduplication.
+pub const SESSION_WINDOW: u64 = 1 << 16;
+
+/// `<reserved>session/<client>/<seq>` holds the answer to one write; without a seq, the
+/// client's highest seq seen.
+fn session_key(client: u64, seq: Option<u64>) -> Bytes {
+    let mut key = Vec::with_capacity(RESERVED_PREFIX.len() + 26);
     key.extend_from_slice(RESERVED_PREFIX);
     key.extend_from_slice(b"session/");
     key.extend_from_slice(&client.to_be_bytes());
+    match seq {
+        Some(seq) => {
+            key.push(b'/');
+            key.extend_from_slice(&seq.to_be_bytes());
+        }
+        None => key.extend_from_slice(b"/high"),
+    }
     Bytes::from(key)
 }
 
@@ -574,13 +596,16 @@ mod tests {
                 .collect()
         };
         let (items, more) = s.scan(b"", None, b"", 3);
-        assert_eq!((keys(items), more), (vec!["a".into(), "ab".into(), "b".into()], true));
+        assert_eq!(
+            (keys(items), more),
+            (vec!["a".into(), "ab".into(), "b".into()], true)
+        );
         let (items, more) = s.scan(b"b\0", Some(b"e"), b"", 10);
         assert_eq!((keys(items), more), (vec!["c".into(), "d".into()], false));
         let (items, _) = s.scan(b"", None, b"a", 10);
         assert_eq!(keys(items), vec!["a".to_string(), "ab".into()]);
         let (items, _) = s.scan(b"", None, b"", 100);
-        assert_eq!(items.len(), 8, "the session key is not a user key");
+        assert_eq!(items.len(), 8, "session keys are not user keys");
     }
 
     #[test]
@@ -590,29 +615,25 @@ mod tests {
             id: Some(WriteId { client: 9, seq }),
             command: put("k", v),
         };
-        assert_eq!(
-            s.apply_request(1, &req(1, "a")),
-            Response::Put { version: 1 }
-        );
+        let put_at = |version| Response::Put { version };
+        assert_eq!(s.apply_request(1, &req(1, "a")), put_at(1));
         // The retry (a new log entry carrying the same id) returns the first answer.
-        assert_eq!(
-            s.apply_request(2, &req(1, "a")),
-            Response::Put { version: 1 }
-        );
+        assert_eq!(s.apply_request(2, &req(1, "a")), put_at(1));
         assert_eq!(s.get(b"k").unwrap().version, 1);
-        assert_eq!(
-            s.apply_request(3, &req(2, "b")),
-            Response::Put { version: 3 }
-        );
+        assert_eq!(s.apply_request(3, &req(3, "c")), put_at(3));
+        // Pipelined writes arrive out of order: seq 2 after seq 3 is still applied, once.
+        assert_eq!(s.apply_request(4, &req(2, "b")), put_at(4));
+        assert_eq!(s.apply_request(5, &req(2, "b")), put_at(4));
+        assert_eq!(s.get(b"k").unwrap().value, "b");
+        assert_eq!(s.apply_request(6, &Request::new(put("k", "d"))), put_at(6));
+        // Far beyond the window, an old seq is refused rather than risked.
+        let far = SESSION_WINDOW + 10;
+        assert_eq!(s.apply_request(7, &req(far, "e")), put_at(7));
         assert!(matches!(
-            s.apply_request(4, &req(1, "a")),
+            s.apply_request(8, &req(5, "x")),
             Response::Rejected { .. }
         ));
-        assert_eq!(s.get(b"k").unwrap().value, "b");
-        assert_eq!(
-            s.apply_request(5, &Request::new(put("k", "c"))),
-            Response::Put { version: 5 }
-        );
+        assert_eq!(s.get(b"k").unwrap().value, "e");
     }
 
     #[test]

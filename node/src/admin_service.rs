@@ -166,8 +166,18 @@ impl Admin for AdminService {
             return Err(Error::InvalidArgument("member add needs an id and an addr".into()).into());
         }
         let shard = self.leader()?;
-        if Self::member_list(&shard).iter().any(|m| m.id == r.id) {
-            return Err(Error::Rejected(format!("node {} is already a member", r.id)).into());
+        // Idempotent, so a change resent after a lost answer succeeds.
+        if let Some(m) = Self::member_list(&shard).iter().find(|m| m.id == r.id) {
+            if m.addr == r.addr {
+                return Ok(Response::new(MemberAddResponse {
+                    members: Self::member_list(&shard),
+                }));
+            }
+            return Err(Error::Rejected(format!(
+                "node {} is already a member, at {}",
+                r.id, m.addr
+            ))
+            .into());
         }
         self.probe(r.id, &r.addr).await?;
         shard
@@ -194,7 +204,10 @@ impl Admin for AdminService {
                 .into());
             }
             Some(m) if m.voter => {
-                return Err(Error::Rejected(format!("node {id} is already a voter")).into());
+                // Idempotent: already done (perhaps by this very request, resent).
+                return Ok(Response::new(MemberPromoteResponse {
+                    members: Self::member_list(&shard),
+                }));
             }
             Some(_) => {}
         }
@@ -215,7 +228,12 @@ impl Admin for AdminService {
         let id = req.into_inner().id;
         let shard = self.leader()?;
         let change = match Self::member_list(&shard).iter().find(|m| m.id == id) {
-            None => return Err(Error::Rejected(format!("node {id} is not a member")).into()),
+            // Idempotent: already gone (perhaps by this very request, resent).
+            None => {
+                return Ok(Response::new(MemberRemoveResponse {
+                    members: Self::member_list(&shard),
+                }));
+            }
             Some(m) if m.voter => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
             Some(_) => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
         };

@@ -1,0 +1,218 @@
+//! [`Admin`]: cluster initialisation, membership and status, over the same connections and
+//! retry loop as the data calls.
+//!
+//! Membership changes must be made by the leader, so they are routed like writes: to the
+//! leader guess, following `islab-leader` hints. Listing members and reading status may be
+//! answered by any node. `init` and `status_of` go to one named node only, because the
+//! answer is about that node.
+//!
+//! A membership change can take a while (a new learner must catch up before `member_add`
+//! returns), so an attempt of a change is bounded only by the handle's deadline, not by the
+//! per-attempt `request_timeout`; raise the deadline with [`Admin::with_deadline`] for big
+//! catch-ups. A change resent after a lost answer reaches the server twice, so the server
+//! must treat a repeat of a change it already made as success (adding a learner that is
+//! already there, removing a node that is gone).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use islab_proto::v1 as proto;
+use islab_proto::v1::admin_client::AdminClient;
+use islab_proto::v1::{Member, MemberListResponse, StatusResponse};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::client::Shared;
+use crate::error::Result;
+use crate::retry::{CallSpec, Route, timed};
+
+/// Administration handle, from [`Client::admin`](crate::Client::admin).
+#[derive(Clone)]
+pub struct Admin {
+    shared: Arc<Shared>,
+    deadline: Duration,
+}
+
+/// Whether an RPC may be cut off by the per-attempt timeout.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A quick read: bounded by `request_timeout` per attempt.
+    Read,
+    /// A change that may take long: bounded only by the deadline.
+    Change,
+}
+
+impl Admin {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let deadline = shared.config.deadline;
+        Admin { shared, deadline }
+    }
+
+    /// The same handle with another bound on each whole call (default: the client's
+    /// `deadline`).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Initialises a new cluster with these voters, asking the first configured endpoint
+    /// (which must be one of them). Returns the new cluster id. Fails with
+    /// [`Error::Rejected`](crate::Error::Rejected) if that node already belongs to a cluster.
+    pub async fn init(&self, members: impl IntoIterator<Item = Member>) -> Result<String> {
+        let first = self.shared.config.endpoints[0].clone();
+        self.init_at(&first, members).await
+    }
+
+    /// Like [`Admin::init`], asking the node at `endpoint`.
+    pub async fn init_at(
+        &self,
+        endpoint: &str,
+        members: impl IntoIterator<Item = Member>,
+    ) -> Result<String> {
+        let route = Route::Pinned(self.shared.endpoints.index_of(endpoint)?);
+        let message = proto::InitRequest {
+            members: members.into_iter().collect(),
+        };
+        let response = self
+            .call(
+                "Init",
+                route,
+                Kind::Change,
+                message,
+                |mut c, r| async move { c.init(r).await },
+            )
+            .await?;
+        Ok(response.cluster_id)
+    }
+
+    /// The cluster's members and the id of its leader (0: none known).
+    pub async fn member_list(&self) -> Result<MemberListResponse> {
+        let message = proto::MemberListRequest {};
+        self.call(
+            "MemberList",
+            Route::AnyNode,
+            Kind::Read,
+            message,
+            |mut c, r| async move { c.member_list(r).await },
+        )
+        .await
+    }
+
+    /// Adds node `id`, reachable at `addr`, as a learner; returns once it has caught up with
+    /// the leader's log. Returns the members afterwards.
+    pub async fn member_add(&self, id: u64, addr: impl Into<String>) -> Result<Vec<Member>> {
+        let message = proto::MemberAddRequest {
+            id,
+            addr: addr.into(),
+        };
+        let response = self
+            .call(
+                "MemberAdd",
+                Route::Leader,
+                Kind::Change,
+                message,
+                |mut c, r| async move { c.member_add(r).await },
+            )
+            .await?;
+        Ok(response.members)
+    }
+
+    /// Makes the caught-up learner `id` a voter. Returns the members afterwards.
+    pub async fn member_promote(&self, id: u64) -> Result<Vec<Member>> {
+        let message = proto::MemberPromoteRequest { id };
+        let response = self
+            .call(
+                "MemberPromote",
+                Route::Leader,
+                Kind::Change,
+                message,
+                |mut c, r| async move { c.member_promote(r).await },
+            )
+            .await?;
+        Ok(response.members)
+    }
+
+    /// Removes node `id` (voter or learner). Returns the members afterwards.
+    pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
+        let message = proto::MemberRemoveRequest { id };
+        let response = self
+            .call(
+                "MemberRemove",
+                Route::Leader,
+                Kind::Change,
+                message,
+                |mut c, r| async move { c.member_remove(r).await },
+            )
+            .await?;
+        Ok(response.members)
+    }
+
+    /// The status of whichever node answers (the leader if the client knows it).
+    pub async fn status(&self) -> Result<StatusResponse> {
+        self.status_on(Route::AnyNode).await
+    }
+
+    /// The status of the node at `endpoint`.
+    pub async fn status_of(&self, endpoint: &str) -> Result<StatusResponse> {
+        let route = Route::Pinned(self.shared.endpoints.index_of(endpoint)?);
+        self.status_on(route).await
+    }
+
+    async fn status_on(&self, route: Route) -> Result<StatusResponse> {
+        let message = proto::StatusRequest {};
+        self.call(
+            "Status",
+            route,
+            Kind::Read,
+            message,
+            |mut c, r| async move { c.status(r).await },
+        )
+        .await
+    }
+
+    /// Runs one `Admin` RPC through the retry loop.
+    async fn call<M, T, F, Fut>(
+        &self,
+        name: &'static str,
+        route: Route,
+        kind: Kind,
+        message: M,
+        rpc: F,
+    ) -> Result<T>
+    where
+        M: Clone,
+        F: Fn(AdminClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
+        let config = &self.shared.config;
+        let spec = CallSpec {
+            name,
+            route,
+            deadline: self.deadline,
+            attempt_timeout: match kind {
+                Kind::Read => Some(config.request_timeout),
+                Kind::Change => None,
+            },
+        };
+        let limit = config.max_message_bytes;
+        self.shared
+            .call(spec, |channel, timeout| {
+                let client = AdminClient::new(channel)
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit);
+                rpc(client, timed(message.clone(), timeout))
+            })
+            .await
+    }
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin")
+            .field("endpoints", &self.shared.endpoints.addrs())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}

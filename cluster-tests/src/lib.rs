@@ -1,0 +1,41 @@
+//! Harness for multi-process tests: real `islab server` processes on free loopback ports,
+//! started, stopped (SIGTERM), killed (SIGKILL) and restarted on the same data directory.
+//!
+//! Tests wait on conditions with generous deadlines ([`wait_for`]), never sleep-and-hope: on a
+//! loaded 2-core machine a flaky test is a bug.
+//!
+//! # Layout
+//!
+//! - `binary` — finding (or building) the `islab` binary.
+//! - `process` — [`NodeProcess`]: one `islab server`.
+//! - [`Cluster`] (`cluster.rs`) — N nodes, initialised, with a client and status helpers.
+//! - `wait` — [`wait_for`].
+
+mod binary;
+mod cluster;
+mod process;
+mod wait;
+
+pub use binary::islab_binary;
+pub use cluster::Cluster;
+pub use process::NodeProcess;
+pub use wait::wait_for;
+
+/// Logs for tests: `RUST_LOG` or info.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released; a node that then fails to bind it
+/// is restarted on another by [`NodeProcess::start`]).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -1,0 +1,148 @@
+//! One `islab server` process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{free_port, islab_binary};
+
+/// A node process: its id, port and data directory outlive the process, so it can be killed
+/// and started again on the same data.
+pub struct NodeProcess {
+    pub id: u64,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    /// A node that is not started yet; `dir` holds its data directory and log.
+    pub fn new(id: u64, dir: &Path, extra_args: &[&str]) -> NodeProcess {
+        NodeProcess {
+            id,
+            port: free_port(),
+            data_dir: dir.join(format!("node{id}")),
+            log: dir.join(format!("node{id}.log")),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Starts the process and waits (30 s) for its "serving" line. A port taken meanwhile by
+    /// someone else is retried on a new port only before the node ever joined a cluster.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("node log");
+        let mut child = Command::new(islab_binary())
+            .arg("server")
+            .args(["--id", &self.id.to_string()])
+            .args(["--listen", &self.addr()])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--heartbeat-ms", "100", "--election-timeout-ms", "1000"])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn islab server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("serving on") => break,
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().ok();
+                    panic!(
+                        "node {} exited during start ({status:?}); log:\n{}",
+                        self.id,
+                        self.log_tail()
+                    );
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "node {} exited during start ({status}); log:\n{}",
+                    self.id,
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not serve within 30 s; log:\n{}",
+                self.id,
+                self.log_tail()
+            );
+        }
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown, no flush beyond what the node already made durable.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (30 s) for an orderly exit; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last lines of the node's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -32,7 +32,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, RESERVED_PREFIX, Request, Response, WriteId};
+use crate::command::{Command, RESERVED_PREFIX, Request, Response};
 use crate::error::{Error, Result};
 
 /// Lock shards per store: the unit a checkpoint scan locks at a time.
@@ -118,7 +118,7 @@ impl MemStore {
         self.bytes.fetch_add(added, Ordering::Relaxed);
     }
 
-    /// Applies the request of log entry `index`, at most once per [`WriteId`].
+    /// Applies the request of log entry `index`, at most once per [`crate::WriteId`].
     ///
     /// The answer to each `(client, seq)` is kept in the store itself (under
     /// [`RESERVED_PREFIX`]), so sessions travel in checkpoints and every replica answers a retry
@@ -497,6 +497,7 @@ impl Drop for CheckpointScan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WriteId;
 
     fn put(k: &str, v: &str) -> Command {
         Command::Put {

@@ -1,11 +1,13 @@
 //! The command line, as clap types: global flags, then one subcommand group per module.
 //!
 //! Only argument shapes live here; each command group's behaviour lives in its own module
-//! (`wal_dump`, `checkpoint_inspect`, …). A new command group (`server`, `cluster`, `member`,
-//! `put`/`get`/`del`/`scan`, `bench`) is one variant of [`Command`] plus its `Args` type here,
+//! (`wal_dump`, `checkpoint_inspect`, `kv`, `cluster`, `member`, `playground`, …). A new
+//! command group (`bench`, `shard`) is one variant of [`Command`] plus its `Args` type here,
 //! one module, and one arm in `main::run`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -16,7 +18,7 @@ pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7379";
 const EXIT_STATUS: &str = "\
 Exit status:
   0  success (for the inspection commands: no damage found)
-  1  error: bad arguments, a missing or unreadable file, a failed request
+  1  error: bad arguments, a missing or unreadable file, a failed request, an unreachable node
   2  damage found: a corrupt or torn WAL record, a bad segment header, a corrupt checkpoint";
 
 /// islab: the one binary of IsLabDB (server, client and offline tools).
@@ -32,6 +34,7 @@ pub struct Cli {
 
 /// Flags every subcommand accepts.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Comma-separated `host:port` list of cluster nodes the client commands talk to.
     #[arg(
@@ -41,11 +44,12 @@ pub struct GlobalArgs {
         value_delimiter = ',',
         default_value = DEFAULT_ENDPOINTS
     )]
-    #[allow(
-        dead_code,
-        reason = "read by the client commands (put, get, cluster, …)"
-    )]
     pub endpoints: Vec<String>,
+
+    /// How long a client command may take in all, retries and leader changes included
+    /// (e.g. 500ms, 15s, 2m). [default: 15s; `member add`: 5m, as it waits for the catch-up]
+    #[arg(long, global = true, env = "ISLAB_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 
     /// Output format.
     #[arg(short = 'w', long, global = true, value_enum, default_value_t = WriteOut::Simple)]
@@ -79,6 +83,219 @@ pub enum Command {
     /// Inspect checkpoint files, offline.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+
+    /// Run a local cluster (N node processes on loopback ports) until Ctrl-C or SIGTERM.
+    ///
+    /// Starts `islab server` N times (node i listens on 127.0.0.1:<base-port + i - 1> and keeps
+    /// its data in <dir>/node<i>, its log in <dir>/node<i>.log), waits until every node serves,
+    /// initialises the cluster, and prints the endpoints and example commands, then a line
+    /// starting with `ready`. Ctrl-C or SIGTERM stops every node (SIGTERM, then SIGKILL after
+    /// 10 s) and keeps the data: started again on the same directory, the playground brings
+    /// the same cluster back instead of initialising a new one.
+    Playground(PlaygroundArgs),
+
+    /// Initialise a cluster, or show the status of every node.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+
+    /// List, add, promote or remove cluster members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+
+    /// Store a value under a key; prints the new version (the write's log index).
+    Put(PutArgs),
+
+    /// Print the value of a key.
+    ///
+    /// As with etcdctl, a key that does not exist prints nothing and exits 0 (an existing key
+    /// with an empty value prints an empty line). `-w json` says `"found": false`.
+    /// A value that is not UTF-8 is printed as 0x-prefixed hex.
+    Get(GetArgs),
+
+    /// Delete a key; prints `deleted=1`, or `deleted=0` if it did not exist (exit 0 either way).
+    Del(DelArgs),
+
+    /// Print the keys in a range or with a prefix, in key order, with values and versions.
+    ///
+    /// One line per key: `key="…" value="…" version=N` (quoted with Rust escapes; a key or
+    /// value that is not UTF-8 is printed as 0x-prefixed hex). Without --prefix, --start or
+    /// --end, every key.
+    Scan(ScanArgs),
+}
+
+/// `islab playground`.
+#[derive(Debug, Args)]
+pub struct PlaygroundArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub nodes: u64,
+
+    /// Where the nodes keep their data and logs (reused if it holds an earlier playground).
+    #[arg(long, value_name = "DIR", default_value = "islab-playground")]
+    pub dir: PathBuf,
+
+    /// Port of node 1; node i listens on base-port + i - 1.
+    #[arg(long, value_name = "PORT", default_value_t = 7379)]
+    pub base_port: u16,
+
+    /// Largest value the nodes accept, in bytes (passed to `islab server`). [default: 1048576]
+    #[arg(long, value_name = "BYTES")]
+    pub max_value_bytes: Option<usize>,
+
+    /// When the nodes acknowledge a write (passed to `islab server`). [default: sync]
+    #[arg(long, value_enum)]
+    pub durability: Option<DurabilityArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Initialise a new cluster whose voters are the nodes at `--endpoints`.
+    ///
+    /// Every endpoint is asked who it is (node id, advertised address); the first one is then
+    /// sent Init with all of them as voters. Refused if a node is unreachable, already belongs
+    /// to a cluster, or two endpoints are the same node. Waits (up to `--timeout`) until every
+    /// node knows the cluster and agrees on a leader, then prints the cluster id and members.
+    Init,
+
+    /// Show every endpoint's status: node, cluster, durability, WAL, and per Raft group its
+    /// role, leader, term, log indices, checkpoint and size.
+    ///
+    /// An endpoint that does not answer is shown as unreachable, and the exit status is 1.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// List the members (voters and learners) and the leader.
+    List,
+
+    /// Add a node as a learner; returns once it has caught up with the leader's log.
+    Add {
+        /// The new node's id (as given to its `islab server --id`).
+        id: u64,
+        /// host:port the other nodes and clients reach it at.
+        addr: String,
+    },
+
+    /// Make a caught-up learner a voter.
+    Promote {
+        /// The learner's id.
+        id: u64,
+    },
+
+    /// Remove a node (voter or learner) from the cluster.
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
+}
+
+/// Read consistency of `get` and `scan`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ConsistencyArg {
+    /// Sees every write acknowledged before the read started (read index on the leader).
+    #[default]
+    Linearizable,
+    /// Served from the replica that answers; cheaper, may be stale.
+    Serializable,
+}
+
+/// `islab put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The key (any bytes the shell can pass; not empty, at most 4 KiB).
+    pub key: OsString,
+
+    /// The value.
+    #[arg(allow_hyphen_values = true)]
+    pub value: OsString,
+
+    /// Expire the key after this long (e.g. 500ms, 10s, 5m, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+}
+
+/// `islab get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The key.
+    pub key: OsString,
+
+    /// How fresh the read must be.
+    #[arg(long, value_enum, default_value_t)]
+    pub consistency: ConsistencyArg,
+}
+
+/// `islab del`.
+#[derive(Debug, Args)]
+pub struct DelArgs {
+    /// The key.
+    pub key: OsString,
+}
+
+/// `islab scan`: a prefix, a range, or (with neither) every key.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Only keys that begin with this prefix.
+    #[arg(long, conflicts_with_all = ["start", "end"])]
+    pub prefix: Option<OsString>,
+
+    /// First key of the range (included). [default: the first key]
+    #[arg(long)]
+    pub start: Option<OsString>,
+
+    /// End of the range (excluded). [default: no end]
+    #[arg(long)]
+    pub end: Option<OsString>,
+
+    /// Print at most N keys (0: all of them).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub limit: usize,
+
+    /// How fresh the read must be (each page of a long scan is its own read).
+    #[arg(long, value_enum, default_value_t)]
+    pub consistency: ConsistencyArg,
+}
+
+/// A duration such as `1500ms`, `10s`, `5m`, `2h`, `1d` or `1h30m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d), e.g. 10s"
+        )
+    };
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => return Err(bad()),
+        };
+        let part = Duration::try_from_secs_f64(number * scale).map_err(|_| bad())?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+        rest = next;
+    }
+    if text.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 /// `islab server`. Every setting is optional here so that an unset flag falls through to the
@@ -234,5 +451,43 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.global.endpoints, ["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("10s"), Ok(ms(10_000)));
+        assert_eq!(parse_duration("1500ms"), Ok(ms(1500)));
+        assert_eq!(parse_duration("7"), Ok(ms(7000)));
+        assert_eq!(parse_duration("1.5s"), Ok(ms(1500)));
+        assert_eq!(parse_duration("1h30m"), Ok(ms(5_400_000)));
+        assert_eq!(parse_duration("2d"), Ok(ms(172_800_000)));
+        for bad in ["", "s", "10x", "ten s", "-1s", "1s2", "1.2.3s"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("invalid duration"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn client_commands_parse() {
+        let cli = Cli::try_parse_from(["islab", "put", "k", "-1", "--ttl", "10s"]).unwrap();
+        let Command::Put(put) = cli.command else {
+            panic!("not a put")
+        };
+        assert_eq!(
+            (put.key.to_str(), put.value.to_str()),
+            (Some("k"), Some("-1"))
+        );
+        assert_eq!(put.ttl, Some(Duration::from_secs(10)));
+        assert!(Cli::try_parse_from(["islab", "scan", "--prefix", "a", "--start", "b"]).is_err());
+        let cli =
+            Cli::try_parse_from(["islab", "get", "k", "--consistency", "serializable"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Get(GetArgs {
+                consistency: ConsistencyArg::Serializable,
+                ..
+            })
+        ));
     }
 }

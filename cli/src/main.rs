@@ -12,13 +12,24 @@
 //! - `payload` — decoding the Raft layer's opaque payloads (entries, votes, membership).
 //! - `show` — bytes as text or JSON.
 //! - `server` — `islab server`: a node in the foreground, config layering, signals.
+//! - `playground` — `islab playground`: a local cluster of node processes (`node_process`).
+//! - `cluster`, `member`, `kv` — the client commands (`cluster init|status`, `member …`,
+//!   `put|get|del|scan`), over the SDK; `connect` builds their runtime and client, `table`
+//!   lines up `-w table` output.
 
 mod checkpoint_inspect;
 mod cli;
+mod cluster;
+mod connect;
+mod kv;
+mod member;
+mod node_process;
 mod payload;
+mod playground;
 mod segment_scan;
 mod server;
 mod show;
+mod table;
 mod wal_dump;
 
 use std::io::{self, BufWriter, Write};
@@ -71,12 +82,20 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let format = cli.global.write_out;
     let mut out = BufWriter::new(io::stdout().lock());
+    let global = &cli.global;
     let outcome = match cli.command {
         Command::Server(args) => server::run(*args)?,
         Command::Wal(WalCommand::Dump(args)) => wal_dump::run(&args, format, &mut out)?,
         Command::Checkpoint(CheckpointCommand::Inspect(args)) => {
             checkpoint_inspect::run(&args, format, &mut out)?
         }
+        Command::Playground(args) => playground::run(&args, format, &mut out)?,
+        Command::Cluster(command) => cluster::run(&command, global, format, &mut out)?,
+        Command::Member(command) => member::run(&command, global, format, &mut out)?,
+        Command::Put(args) => kv::put(&args, global, format, &mut out)?,
+        Command::Get(args) => kv::get(&args, global, format, &mut out)?,
+        Command::Del(args) => kv::del(&args, global, format, &mut out)?,
+        Command::Scan(args) => kv::scan(&args, global, format, &mut out)?,
     };
     out.flush()?;
     Ok(outcome)

@@ -48,6 +48,14 @@ pub fn text(bytes: &[u8], max: usize) -> String {
     s
 }
 
+/// `bytes` as they are if UTF-8 (unquoted, for a value printed alone), else `0x` hex.
+pub fn plain(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => format!("0x{}", hex(bytes)),
+    }
+}
+
 /// Inserts `bytes` into `map` as `name` (a UTF-8 string) or `<name>_hex`.
 pub fn put_bytes(map: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
@@ -69,6 +77,8 @@ mod tests {
         assert_eq!(text(b"abcdef", 3), "\"abc\"…(6 bytes)");
         // "é" is two bytes: a cut through it keeps the text before it.
         assert_eq!(text("aé".as_bytes(), 2), "\"a\"…(3 bytes)");
+        assert_eq!(plain(b"a b"), "a b");
+        assert_eq!(plain(&[0xff, 0x01]), "0xff01");
     }
 
     #[test]

@@ -142,7 +142,11 @@ impl Admin for AdminService {
             Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
                 return Err(Error::Rejected(format!("already initialised: {e}")).into());
             }
-            Err(e) => return Err(Error::Unavailable(e.to_string()).into()),
+            Err(e) => {
+                // Nothing was initialised: forget the id so a corrected init can be tried.
+                self.node.cluster.abandon(&cluster_id)?;
+                return Err(Error::Unavailable(format!("init failed: {e}")).into());
+            }
         }
         tracing::info!(cluster = %cluster_id, members = r.members.len(), "initialised cluster");
         Ok(Response::new(InitResponse { cluster_id }))
@@ -272,8 +276,8 @@ impl Admin for AdminService {
                     applied_index: m.last_applied.map_or(0, |a| a.index),
                     checkpoint_index: m.snapshot.map_or(0, |s| s.index),
                     purged_index: wal_state.purged.map_or(0, |p| p.index),
-                    keys: store.len() as u64,
-                    bytes: store.bytes(),
+                    keys: store.user_keys(),
+                    bytes: store.user_bytes(),
                     members,
                 }
             })

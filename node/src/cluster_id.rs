@@ -45,6 +45,16 @@ impl ClusterId {
         Ok(new)
     }
 
+    /// Forgets an id made by [`ClusterId::create`] whose cluster could not be initialised.
+    pub fn abandon(&self, id: &str) -> Result<()> {
+        let mut current = self.id.write().unwrap();
+        if current.as_deref() == Some(id) {
+            self.catalog.clear_cluster_id()?;
+            *current = None;
+        }
+        Ok(())
+    }
+
     /// Accepts a message from cluster `theirs`: adopts it if this node has none yet.
     pub fn accept(&self, theirs: &str) -> Result<()> {
         if theirs.is_empty() {

@@ -62,8 +62,10 @@ fn unexpected(r: Response) -> Error {
 impl KvService {
     fn shard(&self) -> Result<Arc<Shard>> {
         if self.node.cluster.get().is_none() {
-            return Err(Error::Rejected(
-                "the cluster is not initialised yet (islab cluster init)".into(),
+            // Retryable: right after init, a follower may not have heard from the leader yet.
+            return Err(Error::Unavailable(
+                "this node has not joined a cluster yet (is the cluster initialised? islab cluster init)"
+                    .into(),
             ));
         }
         self.node.shard(DATA_GROUP)

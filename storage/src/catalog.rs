@@ -92,6 +92,13 @@ impl Catalog {
         self.put(CLUSTER_ID, id.as_bytes().to_vec())
     }
 
+    /// Forgets the cluster id (an init that failed before any member learnt it).
+    pub fn clear_cluster_id(&self) -> Result<()> {
+        self.db.remove(CLUSTER_ID).map_err(err)?;
+        self.db.flush().map_err(err)?;
+        Ok(())
+    }
+
     /// The current checkpoint of `group`.
     pub fn checkpoint(&self, group: GroupId) -> Result<Option<CheckpointEntry>> {
         match self.db.get(checkpoint_key(group)).map_err(err)? {

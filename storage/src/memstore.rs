@@ -57,6 +57,9 @@ pub struct MemStore {
     map: DashMap<Bytes, Versioned>,
     /// Key and value bytes held.
     bytes: AtomicI64,
+    /// Keys and bytes of the store's own reserved keys (client sessions), included above.
+    reserved_keys: AtomicI64,
+    reserved_bytes: AtomicI64,
     capturing: AtomicBool,
     capture: Mutex<Option<Arc<Capture>>>,
 }
@@ -85,6 +88,8 @@ impl MemStore {
         MemStore {
             map: DashMap::with_shard_amount(SHARDS),
             bytes: AtomicI64::new(0),
+            reserved_keys: AtomicI64::new(0),
+            reserved_bytes: AtomicI64::new(0),
             capturing: AtomicBool::new(false),
             capture: Mutex::new(None),
         }
@@ -109,13 +114,32 @@ impl MemStore {
         self.bytes.load(Ordering::Relaxed).max(0) as u64
     }
 
+    /// Keys clients wrote (the store's own session keys left out).
+    pub fn user_keys(&self) -> u64 {
+        (self.map.len() as i64 - self.reserved_keys.load(Ordering::Relaxed)).max(0) as u64
+    }
+
+    /// Key and value bytes of the keys clients wrote.
+    pub fn user_bytes(&self) -> u64 {
+        (self.bytes.load(Ordering::Relaxed) - self.reserved_bytes.load(Ordering::Relaxed)).max(0)
+            as u64
+    }
+
+    fn account(&self, key: &[u8], bytes: i64, keys: i64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if key.starts_with(RESERVED_PREFIX) {
+            self.reserved_bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.reserved_keys.fetch_add(keys, Ordering::Relaxed);
+        }
+    }
+
     /// Inserts a value as loaded from a checkpoint (no pre-image bookkeeping).
     pub fn load(&self, key: Bytes, value: Versioned) {
         let added = size_of(&key, &value);
-        if let Some(old) = self.map.insert(key.clone(), value) {
-            self.bytes.fetch_sub(size_of(&key, &old), Ordering::Relaxed);
+        match self.map.insert(key.clone(), value) {
+            Some(old) => self.account(&key, added - size_of(&key, &old), 0),
+            None => self.account(&key, added, 1),
         }
-        self.bytes.fetch_add(added, Ordering::Relaxed);
     }
 
     /// Applies the request of log entry `index`, at most once per [`crate::WriteId`].
@@ -307,24 +331,24 @@ impl MemStore {
                 .entry(key.clone())
                 .or_insert_with(|| old.clone());
         }
-        let delta = match (entry, new) {
+        let (bytes, keys) = match (entry, new) {
             (Entry::Occupied(mut o), Some(v)) => {
                 let d = size_of(key, &v) - size_of(key, o.get());
                 o.insert(v);
-                d
+                (d, 0)
             }
             (Entry::Occupied(o), None) => {
                 let (k, v) = o.remove_entry();
-                -size_of(&k, &v)
+                (-size_of(&k, &v), -1)
             }
             (Entry::Vacant(e), Some(v)) => {
                 let d = size_of(key, &v);
                 e.insert(v);
-                d
+                (d, 1)
             }
-            (Entry::Vacant(_), None) => 0,
+            (Entry::Vacant(_), None) => (0, 0),
         };
-        self.bytes.fetch_add(delta, Ordering::Relaxed);
+        self.account(key, bytes, keys);
         (existed, Ok(()))
     }
 
@@ -635,6 +659,12 @@ mod tests {
             Response::Rejected { .. }
         ));
         assert_eq!(s.get(b"k").unwrap().value, "e");
+        assert_eq!(
+            s.user_keys(),
+            1,
+            "session keys are not counted as user keys"
+        );
+        assert_eq!(s.user_bytes(), 2);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test target uses part of this")]
 
+pub mod playground;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;

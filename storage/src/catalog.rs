@@ -1,27 +1,16 @@
 //! The catalog: a node's small durable metadata, in sled.
 //!
-//! Node id, cluster id and the checkpoint catalog (which checkpoint file is current for each
-//! group) live here. Bulk data never does: openraft dropped its sled store because of sled's
-//! memory and space behaviour, and the Raft vote and committed index live in the WAL instead,
-//! where they are ordered with the log appends they must be serialized with.
+//! Node id and cluster id live here. Bulk data never does: openraft dropped its sled store
+//! because of sled's memory and space behaviour. Two pieces of metadata one might expect here
+//! live elsewhere on purpose: the Raft vote and committed index are records in the WAL, where
+//! they are ordered with the log appends they must be serialized with (one queue, one fsync);
+//! and the catalog of checkpoints is each group's checkpoint directory itself (file names plus
+//! verified headers, changed only by atomic renames), so there is one source of truth that a
+//! crash between two updates cannot contradict.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
-use crate::{GroupId, LogPos};
-
-/// One catalogued checkpoint of a group.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointEntry {
-    /// File name inside the group's checkpoint directory.
-    pub file: String,
-    pub last_applied: Option<LogPos>,
-    pub snapshot_id: String,
-    pub size: u64,
-    pub keys: u64,
-}
 
 /// The node's metadata store.
 #[derive(Clone)]
@@ -35,12 +24,6 @@ fn err(e: sled::Error) -> Error {
 
 const NODE_ID: &[u8] = b"node_id";
 const CLUSTER_ID: &[u8] = b"cluster_id";
-
-fn checkpoint_key(group: GroupId) -> Vec<u8> {
-    let mut k = b"checkpoint/".to_vec();
-    k.extend_from_slice(&group.to_be_bytes());
-    k
-}
 
 impl Catalog {
     /// Opens (or creates) the catalog in `dir`.
@@ -98,41 +81,6 @@ impl Catalog {
         self.db.flush().map_err(err)?;
         Ok(())
     }
-
-    /// The current checkpoint of `group`.
-    pub fn checkpoint(&self, group: GroupId) -> Result<Option<CheckpointEntry>> {
-        match self.db.get(checkpoint_key(group)).map_err(err)? {
-            None => Ok(None),
-            Some(v) => crate::codec::decode(&v).map(Some),
-        }
-    }
-
-    /// Makes `entry` the current checkpoint of `group` (durably).
-    pub fn set_checkpoint(&self, group: GroupId, entry: &CheckpointEntry) -> Result<()> {
-        self.put(&checkpoint_key(group), crate::codec::encode(entry)?)
-    }
-
-    /// Forgets `group`'s checkpoint (the shard left this node).
-    pub fn remove_checkpoint(&self, group: GroupId) -> Result<()> {
-        self.db.remove(checkpoint_key(group)).map_err(err)?;
-        self.db.flush().map_err(err)?;
-        Ok(())
-    }
-
-    /// Every catalogued checkpoint.
-    pub fn checkpoints(&self) -> Result<Vec<(GroupId, CheckpointEntry)>> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix(b"checkpoint/") {
-            let (k, v) = item.map_err(err)?;
-            let group = u64::from_be_bytes(
-                k[b"checkpoint/".len()..]
-                    .try_into()
-                    .map_err(|_| Error::Catalog("bad checkpoint key".into()))?,
-            );
-            out.push((group, crate::codec::decode(&v)?));
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]
@@ -147,24 +95,11 @@ mod tests {
             assert_eq!(c.node_id().unwrap(), None);
             c.set_node_id(3).unwrap();
             c.set_cluster_id("abc").unwrap();
-            c.set_checkpoint(
-                7,
-                &CheckpointEntry {
-                    file: "1-5.ckpt".into(),
-                    last_applied: Some(LogPos { term: 1, index: 5 }),
-                    snapshot_id: "s".into(),
-                    size: 10,
-                    keys: 2,
-                },
-            )
-            .unwrap();
         }
         let c = Catalog::open(dir.path()).unwrap();
         assert_eq!(c.node_id().unwrap(), Some(3));
         assert_eq!(c.cluster_id().unwrap().as_deref(), Some("abc"));
-        assert_eq!(c.checkpoint(7).unwrap().unwrap().keys, 2);
-        assert_eq!(c.checkpoints().unwrap().len(), 1);
-        c.remove_checkpoint(7).unwrap();
-        assert_eq!(c.checkpoint(7).unwrap(), None);
+        c.clear_cluster_id().unwrap();
+        assert_eq!(c.cluster_id().unwrap(), None);
     }
 }

@@ -41,7 +41,7 @@ mod writer;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use catalog::{Catalog, CheckpointEntry};
+pub use catalog::Catalog;
 pub use checkpoint::{
     CHECKPOINT_FORMAT_VERSION, Checkpoint, CheckpointMeta, CheckpointReceiver, temp_path,
 };

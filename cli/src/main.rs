@@ -16,11 +16,13 @@
 //! - `cluster`, `member`, `kv` — the client commands (`cluster init|status`, `member …`,
 //!   `put|get|del|scan`), over the SDK; `connect` builds their runtime and client, `table`
 //!   lines up `-w table` output.
+//! - `health` — `islab health`: one gRPC health check, for container healthchecks.
 
 mod checkpoint_inspect;
 mod cli;
 mod cluster;
 mod connect;
+mod health;
 mod kv;
 mod member;
 mod node_process;
@@ -33,6 +35,11 @@ mod table;
 mod wal_dump;
 
 use std::io::{self, BufWriter, Write};
+
+/// mimalloc instead of glibc malloc: the apply path allocates and frees a value per write, and
+/// glibc's free lists were half of its profile (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -90,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             checkpoint_inspect::run(&args, format, &mut out)?
         }
         Command::Playground(args) => playground::run(&args, format, &mut out)?,
+        Command::Health(args) => health::run(&args, global, format, &mut out)?,
         Command::Cluster(command) => cluster::run(&command, global, format, &mut out)?,
         Command::Member(command) => member::run(&command, global, format, &mut out)?,
         Command::Put(args) => kv::put(&args, global, format, &mut out)?,

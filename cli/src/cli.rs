@@ -46,6 +46,19 @@ pub struct GlobalArgs {
     )]
     pub endpoints: Vec<String>,
 
+    /// Comma-separated `advertised=host:port` pairs: where to reach a node that the cluster
+    /// names by an address this machine cannot use (nodes in containers advertise `node2:7379`;
+    /// from the host it is `127.0.0.1:7380`). Applies to leader hints and endpoints alike.
+    #[arg(
+        long,
+        global = true,
+        env = "ISLAB_ADDRESS_MAP",
+        value_delimiter = ',',
+        value_name = "ADVERTISED=HOST:PORT",
+        value_parser = parse_mapping
+    )]
+    pub address_map: Vec<(String, String)>,
+
     /// How long a client command may take in all, retries and leader changes included
     /// (e.g. 500ms, 15s, 2m). [default: 15s; `member add`: 5m, as it waits for the catch-up]
     #[arg(long, global = true, env = "ISLAB_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
@@ -93,6 +106,13 @@ pub enum Command {
     /// 10 s) and keeps the data: started again on the same directory, the playground brings
     /// the same cluster back instead of initialising a new one.
     Playground(PlaygroundArgs),
+
+    /// Check that a node serves: ask its gRPC health service; exit 0 if it answers SERVING.
+    ///
+    /// For container healthchecks and scripts (the image has no shell or curl). Prints the
+    /// serving status; a node that is unreachable, or answers anything but SERVING within
+    /// `--timeout` (default 3s), is an error (exit 1).
+    Health(HealthArgs),
 
     /// Initialise a cluster, or show the status of every node.
     #[command(subcommand)]
@@ -155,13 +175,35 @@ pub enum ClusterCommand {
     /// sent Init with all of them as voters. Refused if a node is unreachable, already belongs
     /// to a cluster, or two endpoints are the same node. Waits (up to `--timeout`) until every
     /// node knows the cluster and agrees on a leader, then prints the cluster id and members.
-    Init,
+    Init(InitArgs),
 
     /// Show every endpoint's status: node, cluster, durability, WAL, and per Raft group its
     /// role, leader, term, log indices, checkpoint and size.
     ///
     /// An endpoint that does not answer is shown as unreachable, and the exit status is 1.
     Status,
+}
+
+/// `islab cluster init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Succeed without changing anything if the nodes already belong to one cluster (for a
+    /// one-shot init job that runs again on every start). Nodes of two different clusters,
+    /// or an unreachable node of a new cluster, are still errors.
+    #[arg(long)]
+    pub if_needed: bool,
+}
+
+/// `islab health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The node to ask. [default: the first of --endpoints]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub endpoint: Option<String>,
+
+    /// The gRPC service whose status to ask for (e.g. islab.v1.Kv). [default: the whole server]
+    #[arg(long, default_value = "")]
+    pub service: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +297,18 @@ pub struct ScanArgs {
     /// How fresh the read must be (each page of a long scan is its own read).
     #[arg(long, value_enum, default_value_t)]
     pub consistency: ConsistencyArg,
+}
+
+/// One `advertised=host:port` entry of `--address-map`.
+pub fn parse_mapping(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+            Ok((from.trim().to_string(), to.trim().to_string()))
+        }
+        _ => Err(format!(
+            "invalid address mapping {text:?}: expected advertised=host:port, e.g. node2:7379=127.0.0.1:7380"
+        )),
+    }
 }
 
 /// A duration such as `1500ms`, `10s`, `5m`, `2h`, `1d` or `1h30m`; a bare number is seconds.
@@ -451,6 +505,44 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.global.endpoints, ["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn deployment_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "islab",
+            "--address-map",
+            "node1:7379=127.0.0.1:7379, node2:7379=127.0.0.1:7380",
+            "cluster",
+            "init",
+            "--if-needed",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.global.address_map,
+            [
+                ("node1:7379".to_string(), "127.0.0.1:7379".to_string()),
+                ("node2:7379".to_string(), "127.0.0.1:7380".to_string())
+            ]
+        );
+        assert!(matches!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Init(InitArgs { if_needed: true }))
+        ));
+        for bad in ["node1:7379", "=127.0.0.1:1", "node1:7379="] {
+            let e = Cli::try_parse_from(["islab", "--address-map", bad, "member", "list"])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("expected advertised=host:port"), "{bad}: {e}");
+        }
+        let cli = Cli::try_parse_from(["islab", "health", "--endpoint", "node1:7379"]).unwrap();
+        let Command::Health(h) = cli.command else {
+            panic!("not health")
+        };
+        assert_eq!(
+            (h.endpoint.as_deref(), h.service.as_str()),
+            (Some("node1:7379"), "")
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! under two names. Followers learn the cluster id from the leader's first message and refuse
 //! data requests until then, so `init` waits for every node to know the cluster and agree on a
 //! leader before it reports success: a script may use the cluster as soon as it returns.
+//! `init --if-needed` (a one-shot init job that runs on every start) reports the cluster the
+//! nodes already belong to instead of refusing, then waits the same way.
 //!
 //! `status` output, one node per endpoint and one group per Raft group on it:
 //!
@@ -28,7 +30,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::Outcome;
-use crate::cli::{ClusterCommand, GlobalArgs, WriteOut};
+use crate::cli::{ClusterCommand, GlobalArgs, InitArgs, WriteOut};
 use crate::connect::{self, DEFAULT_TIMEOUT};
 use crate::member;
 use crate::table::Table;
@@ -43,7 +45,7 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<Outcome> {
     match command {
-        ClusterCommand::Init => init(global, format, out),
+        ClusterCommand::Init(args) => init(args, global, format, out),
         ClusterCommand::Status => status(global, format, out),
     }
 }
@@ -124,20 +126,38 @@ pub async fn wait_formed(
     }
 }
 
-fn init(global: &GlobalArgs, format: WriteOut, out: &mut impl Write) -> Result<Outcome> {
+fn init(
+    args: &InitArgs,
+    global: &GlobalArgs,
+    format: WriteOut,
+    out: &mut impl Write,
+) -> Result<Outcome> {
     let endpoints = connect::endpoints(global);
     let timeout = global.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let (cluster_id, members, leader) = connect::block_on(async {
+    let (cluster_id, members, leader, already) = connect::block_on(async {
         let started = Instant::now();
-        let probe = connect::probe_client(&endpoints, timeout)?;
-        let members = voters(statuses(&probe, &endpoints).await)?;
-        let client = connect::client(global, DEFAULT_TIMEOUT)?;
-        let first = &endpoints[0];
-        let cluster_id = client
-            .admin()
-            .init_at(first, members.clone())
-            .await
-            .with_context(|| format!("cannot initialise the cluster at {first}"))?;
+        let probe = connect::probe_client(&endpoints, connect::address_map(global), timeout)?;
+        let all = statuses(&probe, &endpoints).await;
+        let existing = if args.if_needed {
+            existing(&all)?
+        } else {
+            None
+        };
+        let already = existing.is_some();
+        let (cluster_id, members) = match existing {
+            Some(found) => found,
+            None => {
+                let members = voters(all)?;
+                let client = connect::client(global, DEFAULT_TIMEOUT)?;
+                let first = &endpoints[0];
+                let cluster_id = client
+                    .admin()
+                    .init_at(first, members.clone())
+                    .await
+                    .with_context(|| format!("cannot initialise the cluster at {first}"))?;
+                (cluster_id, members)
+            }
+        };
         let leader = match wait_formed(
             &probe,
             &endpoints,
@@ -155,15 +175,44 @@ fn init(global: &GlobalArgs, format: WriteOut, out: &mut impl Write) -> Result<O
                 None
             }
         };
-        anyhow::Ok((cluster_id, members, leader))
+        anyhow::Ok((cluster_id, members, leader, already))
     })??;
     if format != WriteOut::Json {
-        writeln!(out, "cluster_id={cluster_id}")?;
+        if already {
+            writeln!(out, "cluster_id={cluster_id} already_initialised=true")?;
+        } else {
+            writeln!(out, "cluster_id={cluster_id}")?;
+        }
     }
     let mut head = Map::new();
     head.insert("cluster_id".into(), cluster_id.into());
+    if already {
+        head.insert("already_initialised".into(), true.into());
+    }
     member::write_members(out, format, head, &members, leader)?;
     Ok(Outcome::Clean)
+}
+
+/// For `init --if-needed`: the cluster the reachable endpoints already belong to, and its
+/// members as the first such node reports them; `None` if none belongs to a cluster. Nodes
+/// of two different clusters are an error: there is no one cluster to report.
+fn existing(
+    statuses: &[(String, islab_client::Result<StatusResponse>)],
+) -> Result<Option<(String, Vec<Member>)>> {
+    let known: Vec<&StatusResponse> = statuses
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .filter(|s| !s.cluster_id.is_empty())
+        .collect();
+    let clusters: BTreeSet<&str> = known.iter().map(|s| s.cluster_id.as_str()).collect();
+    match (known.first(), clusters.len()) {
+        (None, _) => Ok(None),
+        (Some(s), 1) => Ok(Some((s.cluster_id.clone(), members_of(s)))),
+        (Some(_), _) => bail!(
+            "cannot initialise the cluster: the nodes belong to different clusters ({})",
+            clusters.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// The voters of a new cluster: every endpoint's node. Every problem is reported at once.
@@ -227,7 +276,7 @@ fn status(global: &GlobalArgs, format: WriteOut, out: &mut impl Write) -> Result
     let endpoints = connect::endpoints(global);
     let timeout = global.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let all = connect::block_on(async {
-        let probe = connect::probe_client(&endpoints, timeout)?;
+        let probe = connect::probe_client(&endpoints, connect::address_map(global), timeout)?;
         anyhow::Ok(statuses(&probe, &endpoints).await)
     })??;
     match format {
@@ -468,6 +517,43 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("d:4 is unreachable"), "{e}");
+    }
+
+    #[test]
+    fn init_if_needed_finds_the_one_existing_cluster() {
+        let fresh = vec![("a:1".into(), node(1, "")), ("b:2".into(), node(2, ""))];
+        assert!(
+            existing(&fresh).unwrap().is_none(),
+            "a new cluster is needed"
+        );
+
+        let mut s = node(2, "abc").unwrap();
+        s.groups.push(GroupStatus {
+            members: vec![Member {
+                id: 2,
+                addr: "10.0.0.2:7379".into(),
+                voter: true,
+            }],
+            ..Default::default()
+        });
+        let partly = vec![
+            ("a:1".into(), node(1, "")),
+            ("b:2".into(), Ok(s)),
+            (
+                "c:3".into(),
+                Err(islab_client::Error::InvalidArgument("down".into())),
+            ),
+        ];
+        let (cluster, members) = existing(&partly).unwrap().unwrap();
+        assert_eq!(cluster, "abc");
+        assert_eq!(members.len(), 1);
+
+        let split = vec![
+            ("a:1".into(), node(1, "abc")),
+            ("b:2".into(), node(2, "xyz")),
+        ];
+        let e = existing(&split).unwrap_err().to_string();
+        assert!(e.contains("different clusters (abc, xyz)"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! a time needs no worker pool) and runs its whole body, client included, inside it, so the
 //! SDK's connections are opened and closed on that runtime.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -29,24 +30,35 @@ pub fn block_on<F: Future>(body: F) -> Result<F::Output> {
 pub fn client(global: &GlobalArgs, default: Duration) -> Result<Client> {
     let config = ClientConfig {
         deadline: global.timeout.unwrap_or(default),
+        address_map: address_map(global),
         ..ClientConfig::new(endpoints(global))
     };
-    Client::with_config(config).context("bad --endpoints")
+    Client::with_config(config).context("bad --endpoints or --address-map")
+}
+
+/// `--address-map` as the SDK takes it (a later entry for the same name wins).
+pub fn address_map(global: &GlobalArgs) -> BTreeMap<String, String> {
+    global.address_map.iter().cloned().collect()
 }
 
 /// A client for asking nodes who they are: an answer is expected at once, so a node that
 /// does not give one within `deadline` (at most a few seconds) is reported unreachable
 /// instead of retried until the command's deadline.
-pub fn probe_client(endpoints: &[String], deadline: Duration) -> Result<Client> {
+pub fn probe_client(
+    endpoints: &[String],
+    address_map: BTreeMap<String, String>,
+    deadline: Duration,
+) -> Result<Client> {
     let deadline = deadline.min(PROBE_DEADLINE);
     let config = ClientConfig {
         connect_timeout: Duration::from_secs(2).min(deadline),
         request_timeout: Duration::from_secs(2).min(deadline),
         deadline,
         max_attempts: Some(3),
+        address_map,
         ..ClientConfig::new(endpoints.iter().cloned())
     };
-    Client::with_config(config).context("bad --endpoints")
+    Client::with_config(config).context("bad --endpoints or --address-map")
 }
 
 const PROBE_DEADLINE: Duration = Duration::from_secs(5);

@@ -36,15 +36,16 @@ mod wal_dump;
 
 use std::io::{self, BufWriter, Write};
 
-/// mimalloc instead of glibc malloc: the apply path allocates and frees a value per write, and
-/// glibc's free lists were half of its profile (docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{CheckpointCommand, Cli, Command, WalCommand};
+
+/// mimalloc instead of glibc malloc: the apply path allocates and frees a value per write, and
+/// glibc's free lists were half of its profile (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How a command that ran to completion ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

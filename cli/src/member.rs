@@ -69,10 +69,13 @@ pub fn run(
             }
         };
         // The node that made the change is the leader; name it if it is a member by that
-        // address.
-        let leader = client
-            .leader()
-            .and_then(|addr| members.iter().find(|m| m.addr == addr).map(|m| m.id));
+        // address (members are named by their advertised address, which the client may
+        // reach through --address-map).
+        let map = &client.config().address_map;
+        let leader = client.leader().and_then(|addr| {
+            let dialled = |m: &Member| map.get(&m.addr).unwrap_or(&m.addr) == &addr;
+            members.iter().find(|m| dialled(m)).map(|m| m.id)
+        });
         Ok((members, leader, Some(change)))
     })??;
 

@@ -106,7 +106,7 @@ pub fn run(args: &PlaygroundArgs, format: WriteOut, out: &mut impl Write) -> Res
                 .nodes
                 .push(NodeProcess::spawn(&exe, id, addr, &data, log, &extra)?);
         }
-        let probe = connect::probe_client(&addrs, Duration::from_secs(2))?;
+        let probe = connect::probe_client(&addrs, Default::default(), Duration::from_secs(2))?;
         let ready = tokio::select! {
             r = start(&probe, &addrs, &mut nodes) => r?,
             sig = signals.recv() => {

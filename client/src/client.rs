@@ -94,7 +94,11 @@ impl Client {
     /// A client with these settings; validates them and parses every endpoint.
     pub fn with_config(config: ClientConfig) -> Result<Client> {
         config.validate()?;
-        let endpoints = Endpoints::new(&config.endpoints, config.connect_timeout)?;
+        let endpoints = Endpoints::new(
+            &config.endpoints,
+            config.connect_timeout,
+            &config.address_map,
+        )?;
         Ok(Client {
             shared: Arc::new(Shared {
                 config,

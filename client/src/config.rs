@@ -12,6 +12,7 @@
 //!   (connect_timeout is the part of an attempt spent opening a TCP connection)
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -55,6 +56,16 @@ pub struct ClientConfig {
     ///
     /// Default: 64 MiB.
     pub max_message_bytes: usize,
+    /// Where to dial a node that is known by another address: `advertised host:port →
+    /// host:port to dial`. Nodes name each other (in leader hints and member lists) by the
+    /// address they advertise, which is the one *other nodes* use; a client outside their
+    /// network (the host of a docker compose cluster whose nodes advertise `node2:7379`,
+    /// published on `127.0.0.1:7380`) reaches them elsewhere. Every address the client dials
+    /// — configured endpoints and leader hints alike — is looked up here first (one lookup,
+    /// not chained); an address not in the map is dialled as it is.
+    ///
+    /// Default: empty.
+    pub address_map: BTreeMap<String, String>,
 }
 
 impl Default for ClientConfig {
@@ -68,6 +79,7 @@ impl Default for ClientConfig {
             max_backoff: Duration::from_millis(500),
             max_attempts: None,
             max_message_bytes: 64 << 20,
+            address_map: BTreeMap::new(),
         }
     }
 }
@@ -130,6 +142,7 @@ mod tests {
         assert_eq!(c.initial_backoff, Duration::from_millis(10));
         assert_eq!(c.max_backoff, Duration::from_millis(500));
         assert_eq!(c.max_attempts, None);
+        assert!(c.address_map.is_empty());
         c.validate().unwrap();
     }
 

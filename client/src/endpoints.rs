@@ -7,8 +7,13 @@
 //! stable: nodes are only ever appended (when a server names a leader the client did not
 //! know), never removed, so a call can hold an index across awaits.
 //!
+//! Addresses pass through the client's address map before they are dialled or compared, so a
+//! leader hint naming `node2:7379` lands on the configured endpoint `127.0.0.1:7380` when the
+//! map says so, instead of adding a node the client cannot resolve.
+//!
 //! The lock is a std `Mutex`: it is held for a few field reads, never across an `.await`.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +25,8 @@ use crate::error::{Error, Result};
 pub(crate) struct Endpoints {
     state: Mutex<State>,
     connect_timeout: Duration,
+    /// Canonical advertised `host:port` → canonical `host:port` to dial.
+    address_map: BTreeMap<String, String>,
 }
 
 struct State {
@@ -31,18 +38,30 @@ struct State {
 }
 
 struct Node {
-    /// Canonical `host:port`, as servers name it in the leader hint.
+    /// Canonical `host:port` the client dials: as servers name it in the leader hint, or
+    /// what the address map turns that name into.
     addr: String,
     endpoint: Endpoint,
     channel: Option<Channel>,
 }
 
 impl Endpoints {
-    /// Parses every endpoint (duplicates collapse); fails on the first unusable one.
-    pub(crate) fn new(addrs: &[String], connect_timeout: Duration) -> Result<Self> {
+    /// Parses every endpoint and address-map entry (duplicates collapse); fails on the first
+    /// unusable one.
+    pub(crate) fn new(
+        addrs: &[String],
+        connect_timeout: Duration,
+        address_map: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        for (from, to) in address_map {
+            let (from, _) = parse(from, connect_timeout)?;
+            let (to, _) = parse(to, connect_timeout)?;
+            map.insert(from, to);
+        }
         let mut nodes: Vec<Node> = Vec::with_capacity(addrs.len());
         for raw in addrs {
-            let (addr, endpoint) = parse(raw, connect_timeout)?;
+            let (addr, endpoint) = resolve(&map, raw, connect_timeout)?;
             if !nodes.iter().any(|n| n.addr == addr) {
                 nodes.push(Node {
                     addr,
@@ -63,6 +82,7 @@ impl Endpoints {
                 cursor: 0,
             }),
             connect_timeout,
+            address_map: map,
         })
     }
 
@@ -102,9 +122,9 @@ impl Endpoints {
             .clone()
     }
 
-    /// The index of `raw`, adding it to the known nodes if it is new.
+    /// The index of `raw` (after the address map), adding it to the known nodes if it is new.
     pub(crate) fn index_of(&self, raw: &str) -> Result<usize> {
-        let (addr, endpoint) = parse(raw, self.connect_timeout)?;
+        let (addr, endpoint) = resolve(&self.address_map, raw, self.connect_timeout)?;
         let mut s = self.lock();
         if let Some(i) = s.nodes.iter().position(|n| n.addr == addr) {
             return Ok(i);
@@ -155,6 +175,19 @@ impl Endpoints {
         let next = (failed + 1) % s.nodes.len();
         s.cursor = next;
         next
+    }
+}
+
+/// Like [`parse`], then dials the mapped address instead if `map` names this one.
+fn resolve(
+    map: &BTreeMap<String, String>,
+    raw: &str,
+    connect_timeout: Duration,
+) -> Result<(String, Endpoint)> {
+    let parsed = parse(raw, connect_timeout)?;
+    match map.get(&parsed.0) {
+        Some(to) => parse(to, connect_timeout),
+        None => Ok(parsed),
     }
 }
 
@@ -228,7 +261,12 @@ mod tests {
 
     #[test]
     fn leader_guess_follows_hints_and_failures() {
-        let e = Endpoints::new(&["a:1".into(), "http://a:1".into(), "b:2".into()], CT).unwrap();
+        let e = Endpoints::new(
+            &["a:1".into(), "http://a:1".into(), "b:2".into()],
+            CT,
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(e.addrs(), ["a:1", "b:2"], "duplicates collapse");
         assert_eq!(e.preferred(), 0);
         assert_eq!(e.leader(), None);
@@ -256,5 +294,53 @@ mod tests {
         assert_eq!(e.preferred(), 0);
         assert_eq!(e.advance(0), 1);
         assert_eq!(e.preferred(), 1);
+    }
+
+    #[test]
+    fn the_address_map_turns_advertised_names_into_dialled_ones() {
+        let map = BTreeMap::from([
+            ("node1:7379".to_string(), "127.0.0.1:7379".to_string()),
+            (
+                "http://node2:7379".to_string(),
+                "127.0.0.1:7380".to_string(),
+            ),
+            ("node3:7379".to_string(), "127.0.0.1:7381".to_string()),
+        ]);
+        let e = Endpoints::new(
+            &[
+                "127.0.0.1:7379".into(),
+                "127.0.0.1:7380".into(),
+                "node3:7379".into(),
+            ],
+            CT,
+            &map,
+        )
+        .unwrap();
+        assert_eq!(
+            e.addrs(),
+            ["127.0.0.1:7379", "127.0.0.1:7380", "127.0.0.1:7381"],
+            "configured endpoints are mapped too"
+        );
+        assert_eq!(
+            e.redirect("node2:7379", 0),
+            Some(1),
+            "a hint lands on the mapped node"
+        );
+        assert_eq!(e.leader().as_deref(), Some("127.0.0.1:7380"));
+        assert_eq!(
+            e.redirect("node1:7379", 0),
+            None,
+            "a mapped hint naming the asker"
+        );
+        assert_eq!(
+            e.index_of("node4:7379").unwrap(),
+            3,
+            "unmapped names are dialled as they are"
+        );
+        assert_eq!(e.addrs().len(), 4);
+
+        let bad = BTreeMap::from([("node1:7379".to_string(), "127.0.0.1".to_string())]);
+        let err = Endpoints::new(&["a:1".into()], CT, &bad).err().unwrap();
+        assert!(matches!(err, Error::InvalidEndpoint(_)), "{err}");
     }
 }

@@ -7,6 +7,9 @@
 //! - **Leader discovery.** Give it any nodes. A node that is not the leader answers
 //!   UNAVAILABLE with the leader's address in the `islab-leader` metadata; the client
 //!   switches there at once (learning the node if it was not configured) and remembers it.
+//!   Nodes name each other by their advertised address; a client outside their network
+//!   (e.g. the host of a docker compose cluster) gives [`ClientConfig::address_map`] to say
+//!   where such a name is reached from where it runs.
 //! - **Safe retries.** UNAVAILABLE without a hint, a refused or broken connection, or no
 //!   answer within `request_timeout` moves the call to the next node after an exponential,
 //!   jittered pause, until the call's `deadline`. Writes carry a `WriteId` taken once per

@@ -156,6 +156,45 @@ async fn follows_the_leader_hint_to_a_node_it_was_not_given() {
     assert_eq!(leader.count("Put"), 2);
 }
 
+/// Issue 5: nodes in containers advertise `nodeN:7379`, a name only their network resolves; a
+/// client on the host follows such a hint through its address map and never dials the name.
+#[tokio::test]
+async fn a_hint_naming_an_advertised_address_is_dialled_through_the_map() {
+    init_tracing();
+    // `.invalid` never resolves: reaching the resolver would fail the call, not redirect it.
+    let advertised = "leader.islab.invalid:7379";
+    let leader = FakeNode::start_with(2, Box::new(|_, _| None)).await;
+    let follower = FakeNode::start_with(
+        1,
+        Box::new(move |_, _| Some(Fault::Before(not_leader(advertised)))),
+    )
+    .await;
+    let client = Client::with_config(ClientConfig {
+        deadline: Duration::from_secs(5),
+        address_map: [(advertised.to_string(), leader.endpoint())].into(),
+        ..config(&[follower.endpoint(), leader.endpoint()])
+    })
+    .unwrap();
+
+    tracing::info!("--- the hint lands on the configured endpoint it maps to");
+    assert_eq!(client.put("k", "v").await.unwrap(), 1);
+    assert_eq!((follower.count("Put"), leader.count("Put")), (1, 1));
+    assert_eq!(client.leader(), Some(leader.endpoint()));
+    assert_eq!(
+        client.endpoints(),
+        [follower.endpoint(), leader.endpoint()],
+        "no node was added under the advertised name"
+    );
+
+    tracing::info!("--- an address map entry that is not host:port is refused up front");
+    let bad = Client::with_config(ClientConfig {
+        address_map: [(advertised.to_string(), "127.0.0.1".to_string())].into(),
+        ..config(&[follower.endpoint()])
+    })
+    .unwrap_err();
+    assert!(matches!(bad, Error::InvalidEndpoint(_)), "{bad}");
+}
+
 #[tokio::test]
 async fn retries_unavailable_without_a_hint_with_the_same_write_id() {
     init_tracing();

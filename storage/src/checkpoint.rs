@@ -275,7 +275,7 @@ impl Checkpoint {
 
     /// Loads the image into a new store, verifying every block.
     pub fn load(&self) -> Result<MemStore> {
-        let store = MemStore::new();
+        let store = MemStore::with_capacity(usize::try_from(self.keys).unwrap_or(0).min(1 << 30));
         self.for_each(|key, value| store.load(key, value))?;
         Ok(store)
     }

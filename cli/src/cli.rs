@@ -83,6 +83,15 @@ pub enum WriteOut {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Load the cluster and measure: throughput and latency percentiles of put, get, mixed or
+    /// scan operations, closed loop (`--clients` in flight) or open loop (`--rate`).
+    ///
+    /// Prints every setting it ran with, the cluster's durability mode included, then ops/s and
+    /// the latency of each operation kind from an HDR histogram (p50, p99, p99.9, max). In open
+    /// loop, latency is measured from when each operation was due, so a stalled cluster shows
+    /// up in the percentiles instead of being hidden (no coordinated omission).
+    Bench(BenchArgs),
+
     /// Run a node: serve data, Raft and admin requests on one port until Ctrl-C or SIGTERM.
     ///
     /// Settings come from flags, then `ISLAB_*` environment variables, then the TOML file given
@@ -426,6 +435,80 @@ pub enum RecoveryArg {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to run: put, get, mixed (get and put by --read-ratio) or scan.
+    #[arg(value_enum)]
+    pub workload: BenchWorkload,
+
+    /// Operations in flight (closed loop). With --rate, the most in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+
+    /// Open loop: start this many operations per second, whatever the latency.
+    #[arg(long)]
+    pub rate: Option<u64>,
+
+    /// How long to measure (e.g. 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = crate::cli::parse_duration)]
+    pub duration: std::time::Duration,
+
+    /// Key size in bytes (at least 8).
+    #[arg(long, default_value_t = 16)]
+    pub key_size: usize,
+
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 128)]
+    pub value_size: usize,
+
+    /// Distinct keys the workload touches.
+    #[arg(long, default_value_t = 100_000)]
+    pub keyspace: u64,
+
+    /// How keys are picked from the keyspace.
+    #[arg(long, value_enum, default_value_t = BenchDistribution::Uniform)]
+    pub distribution: BenchDistribution,
+
+    /// Consistency of gets and scans.
+    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    pub read_consistency: ConsistencyArg,
+
+    /// Puts per request: above 1, each request is one atomic Batch of this many puts.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+
+    /// Share of gets in the mixed workload (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.5)]
+    pub read_ratio: f64,
+
+    /// Keys per scan page.
+    #[arg(long, default_value_t = 100)]
+    pub scan_limit: u32,
+
+    /// Do not write the keyspace before a get, mixed or scan run.
+    #[arg(long)]
+    pub no_prefill: bool,
+
+    /// No progress bar (it also hides itself when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchWorkload {
+    Put,
+    Get,
+    Mixed,
+    Scan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchDistribution {
+    Uniform,
+    /// Zipf with exponent 0.99 (a few hot keys, a long tail).
+    Zipf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,8 +16,10 @@
 //! - `cluster`, `member`, `kv` — the client commands (`cluster init|status`, `member …`,
 //!   `put|get|del|scan`), over the SDK; `connect` builds their runtime and client, `table`
 //!   lines up `-w table` output.
+//! - `bench` — `islab bench`: load generator with HDR latency percentiles.
 //! - `health` — `islab health`: one gRPC health check, for container healthchecks.
 
+mod bench;
 mod checkpoint_inspect;
 mod cli;
 mod cluster;
@@ -97,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Checkpoint(CheckpointCommand::Inspect(args)) => {
             checkpoint_inspect::run(&args, format, &mut out)?
         }
+        Command::Bench(args) => bench::run(&args, global, format, &mut out)?,
         Command::Playground(args) => playground::run(&args, format, &mut out)?,
         Command::Health(args) => health::run(&args, global, format, &mut out)?,
         Command::Cluster(command) => cluster::run(&command, global, format, &mut out)?,

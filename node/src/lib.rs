@@ -10,6 +10,7 @@
 //! - `config` — [`NodeConfig`], [`Limits`], [`RaftTiming`]: plain data, validated once.
 //! - `node` — [`Node::start`] and [`NodeHandle`].
 //! - `node_state`, `shard` — what the services share; one Raft group and its error mapping.
+//! - `read_batcher` — linearizable reads sharing read-index rounds.
 //! - `kv_service`, `admin_service`, `transport_service` — the gRPC services.
 //! - `network` — the client side of the Raft transport (one channel per peer node).
 //! - `cluster_id` — which cluster this node belongs to; refusing others.
@@ -24,6 +25,7 @@ mod kv_service;
 mod network;
 mod node;
 mod node_state;
+mod read_batcher;
 mod shard;
 mod transport_service;
 mod validate;

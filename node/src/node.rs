@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::kv_service::KvService;
 use crate::network::{NetworkFactory, Peers};
 use crate::node_state::{DATA_GROUP, NodeState};
+use crate::read_batcher::ReadBatcher;
 use crate::shard::Shard;
 use crate::transport_service::TransportService;
 
@@ -165,7 +166,12 @@ async fn start_group(state: &Arc<NodeState>, peers: &Peers, group: GroupId) -> R
         group,
         reason: e.to_string(),
     })?;
-    Ok(Arc::new(Shard { group, raft, store }))
+    Ok(Arc::new(Shard {
+        group,
+        raft,
+        store,
+        reads: ReadBatcher::default(),
+    }))
 }
 
 async fn serve(

@@ -6,17 +6,18 @@
 
 use islab_raft::{LogId, Raft, StoreSlot, TypeConfig};
 use islab_storage::{GroupId, Request, Response};
-use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::errors::{ClientWriteError, RaftError};
 
 use crate::error::{Error, Result};
+use crate::read_batcher::ReadBatcher;
 
 /// A running Raft group.
 pub(crate) struct Shard {
     pub group: GroupId,
     pub raft: Raft,
     pub store: StoreSlot,
+    pub reads: ReadBatcher,
 }
 
 impl Shard {
@@ -56,21 +57,8 @@ impl Shard {
 
     /// Waits until this node may serve a linearizable read: it is the leader, a quorum
     /// confirmed that after the read arrived, and everything committed by then is applied.
-    /// openraft lets all reads waiting for the same quorum acknowledgement share one round.
+    /// Reads share confirmation rounds (see `read_batcher`).
     pub async fn linearizable(&self) -> Result<()> {
-        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(match e {
-                RaftError::APIError(LinearizableReadError::ForwardToLeader(fwd)) => {
-                    Error::NotLeader {
-                        leader: fwd.leader_node.map(|n| n.addr),
-                    }
-                }
-                RaftError::APIError(other) => Error::Unavailable(other.to_string()),
-                RaftError::Fatal(f) => {
-                    Error::Unavailable(format!("group {} is shut down: {f}", self.group))
-                }
-            }),
-        }
+        self.reads.wait(self.group, &self.raft).await
     }
 }

@@ -13,6 +13,7 @@ use islab_raft::{Snapshot, SnapshotMeta, TypeConfig, Vote};
 use islab_storage::{CheckpointReceiver, codec};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -45,6 +46,19 @@ impl TransportService {
         self.node.cluster.accept(cluster_id)?;
         self.node.shard(group)
     }
+
+    /// The group a peer's message is for and its decoded payload, or why it is refused.
+    fn open<T: DeserializeOwned>(
+        &self,
+        request: Request<RaftRequest>,
+        what: &str,
+    ) -> Result<(Arc<Shard>, T)> {
+        let r = request.into_inner();
+        let shard = self.accept(&r.cluster_id, r.group_id)?;
+        let payload = codec::decode(&r.payload)
+            .map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))?;
+        Ok((shard, payload))
+    }
 }
 
 #[tonic::async_trait]
@@ -53,15 +67,11 @@ impl Transport for TransportService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let r = request.into_inner();
-        let shard = match self.accept(&r.cluster_id, r.group_id) {
-            Ok(s) => s,
-            Err(e) => return refuse(e),
-        };
-        let rpc: AppendEntriesRequest<TypeConfig> = match codec::decode(&r.payload) {
-            Ok(rpc) => rpc,
-            Err(e) => return refuse(Error::InvalidArgument(format!("append entries: {e}"))),
-        };
+        let (shard, rpc) =
+            match self.open::<AppendEntriesRequest<TypeConfig>>(request, "append entries") {
+                Ok(x) => x,
+                Err(e) => return refuse(e),
+            };
         reply(
             shard
                 .raft
@@ -72,14 +82,9 @@ impl Transport for TransportService {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let r = request.into_inner();
-        let shard = match self.accept(&r.cluster_id, r.group_id) {
-            Ok(s) => s,
+        let (shard, rpc) = match self.open::<VoteRequest<TypeConfig>>(request, "vote") {
+            Ok(x) => x,
             Err(e) => return refuse(e),
-        };
-        let rpc: VoteRequest<TypeConfig> = match codec::decode(&r.payload) {
-            Ok(rpc) => rpc,
-            Err(e) => return refuse(Error::InvalidArgument(format!("vote: {e}"))),
         };
         reply(shard.raft.vote(rpc).await.map_err(|e| e.to_string()))
     }
@@ -88,15 +93,11 @@ impl Transport for TransportService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let r = request.into_inner();
-        let shard = match self.accept(&r.cluster_id, r.group_id) {
-            Ok(s) => s,
-            Err(e) => return refuse(e),
-        };
-        let req: TransferLeaderRequest<TypeConfig> = match codec::decode(&r.payload) {
-            Ok(req) => req,
-            Err(e) => return refuse(Error::InvalidArgument(format!("transfer leader: {e}"))),
-        };
+        let (shard, req) =
+            match self.open::<TransferLeaderRequest<TypeConfig>>(request, "transfer leader") {
+                Ok(x) => x,
+                Err(e) => return refuse(e),
+            };
         reply(
             shard
                 .raft

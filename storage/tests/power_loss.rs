@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{append_durable, entry, init_tracing};
+use common::{append_durable, entry, init_tracing, verify_group};
 use islab_storage::sim::SimFs;
 use islab_storage::{Durability, Error, LogPos, Wal, WalConfig};
 use rand::rngs::StdRng;
@@ -98,31 +98,13 @@ fn trial(seed: u64) -> usize {
     let (wal, _report) = Wal::open_with(dir, config(), Arc::new(image))
         .unwrap_or_else(|e| panic!("seed {seed}: recovery failed: {e}"));
     for g in 0..GROUPS {
-        let state = wal.log_state(g);
-        let floor = state.purged.map_or(0, |p| p.index);
-        let present = wal.read(g, 0..u64::MAX).unwrap();
-        for (k, e) in present.iter().enumerate() {
-            assert_eq!(
-                e.index,
-                floor + 1 + k as u64,
-                "seed {seed}: group {g} has a hole"
-            );
-            assert_eq!(
-                *e,
-                entry(g, e.index, 1),
-                "seed {seed}: group {g} entry {}",
-                e.index
-            );
-        }
-        let last = present.last().map_or(floor, |e| e.index);
-        for &(ag, ai) in &acked {
-            if ag == g && ai > floor {
-                assert!(
-                    ai <= last,
-                    "seed {seed}: acknowledged entry {ai} of group {g} lost (last {last})"
-                );
-            }
-        }
+        let acked_last = acked
+            .iter()
+            .filter(|(ag, _)| *ag == g)
+            .map(|(_, i)| *i)
+            .max()
+            .unwrap_or(0);
+        verify_group(&wal, g, acked_last, &format!("seed {seed}"));
     }
     acked.len()
 }

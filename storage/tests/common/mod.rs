@@ -43,3 +43,29 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Checks what recovery left of `group`: a contiguous log from its purge point, every entry
+/// exactly as [`entry`] made it (nothing invented, nothing torn), and nothing acknowledged up to
+/// `acked` (the highest acknowledged index, 0 for none) missing. `ctx` names the run.
+pub fn verify_group(wal: &Wal, group: u64, acked: u64, ctx: &str) {
+    let floor = wal.log_state(group).purged.map_or(0, |p| p.index);
+    let present = wal.read(group, 0..u64::MAX).unwrap();
+    for (k, e) in present.iter().enumerate() {
+        assert_eq!(
+            e.index,
+            floor + 1 + k as u64,
+            "{ctx}: group {group} has a hole"
+        );
+        assert_eq!(
+            *e,
+            entry(group, e.index, 1),
+            "{ctx}: group {group} entry {}",
+            e.index
+        );
+    }
+    let last = present.last().map_or(floor, |e| e.index);
+    assert!(
+        acked <= last,
+        "{ctx}: acknowledged entry {acked} of group {group} lost (last {last})"
+    );
+}

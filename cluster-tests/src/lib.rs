@@ -1,5 +1,7 @@
 //! Harness for multi-process tests: real `islab server` processes on free loopback ports,
-//! started, stopped (SIGTERM), killed (SIGKILL) and restarted on the same data directory.
+//! started, stopped (SIGTERM), killed (SIGKILL) and restarted on the same data directory;
+//! and the container deployment (docker compose), with Docker killing, pausing and cutting off
+//! containers.
 //!
 //! Tests wait on conditions with generous deadlines ([`wait_for`]), never sleep-and-hope: on a
 //! loaded 2-core machine a flaky test is a bug.
@@ -10,14 +12,18 @@
 //! - `process` — [`NodeProcess`]: one `islab server`.
 //! - [`Cluster`] (`cluster.rs`) — N nodes, initialised, with a client and status helpers.
 //! - `wait` — [`wait_for`].
+//! - [`ComposeCluster`] (`compose.rs`) — the top-level docker-compose.yml as a compose project
+//!   of its own, torn down with its volumes on drop; Docker as the fault injector.
 
 mod binary;
 mod cluster;
+pub mod compose;
 mod process;
 mod wait;
 
 pub use binary::islab_binary;
 pub use cluster::Cluster;
+pub use compose::ComposeCluster;
 pub use process::NodeProcess;
 pub use wait::wait_for;
 

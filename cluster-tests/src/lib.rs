@@ -9,6 +9,7 @@
 //! # Layout
 //!
 //! - `binary` — finding (or building) the `islab` binary.
+//! - [`Load`] (`load.rs`) — writers that record what was acknowledged.
 //! - `process` — [`NodeProcess`]: one `islab server`.
 //! - [`Cluster`] (`cluster.rs`) — N nodes, initialised, with a client and status helpers.
 //! - `wait` — [`wait_for`].
@@ -18,12 +19,14 @@
 mod binary;
 mod cluster;
 pub mod compose;
+mod load;
 mod process;
 mod wait;
 
 pub use binary::islab_binary;
 pub use cluster::Cluster;
 pub use compose::ComposeCluster;
+pub use load::Load;
 pub use process::NodeProcess;
 pub use wait::wait_for;
 

@@ -57,7 +57,9 @@ impl NodeProcess {
             .args(["--listen", &self.addr()])
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--heartbeat-ms", "100", "--election-timeout-ms", "1000"])
+            // Failover takes the leader lease (the maximum election timeout, 2 × 500 ms) plus
+            // at most one more election timeout: well inside the 5 s the failover test allows.
+            .args(["--heartbeat-ms", "100", "--election-timeout-ms", "500"])
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::piped())

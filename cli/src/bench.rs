@@ -355,7 +355,7 @@ async fn closed_loop(
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let (kind, result) = workload.one(&client, &mut rng).await;
-                record(&mut tally, kind, t, result, &done, &keys);
+                record(&mut tally, kind, t.elapsed(), result, &done, &keys);
             }
             tally
         }));
@@ -378,10 +378,25 @@ async fn open_loop(
     done: &Arc<AtomicU64>,
     keys: &Arc<AtomicU64>,
 ) -> Tally {
+    // Operations report to one collector: a histogram per operation would cost far more
+    // memory than the operation itself.
+    let (results, mut incoming) =
+        tokio::sync::mpsc::unbounded_channel::<(Kind, Duration, Result<u64, String>)>();
+    let collector = {
+        let done = done.clone();
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            let mut tally = Tally::new();
+            while let Some((kind, latency, result)) = incoming.recv().await {
+                record(&mut tally, kind, latency, result, &done, &keys);
+            }
+            tally
+        })
+    };
     let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let start = Instant::now();
-    let mut tasks = Vec::new();
+    let mut running = tokio::task::JoinSet::new();
     let mut i: u64 = 0;
     loop {
         let due = start + interval.mul_f64(i as f64);
@@ -392,41 +407,35 @@ async fn open_loop(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
+        while running.try_join_next().is_some() {}
         let client = client.clone();
         let workload = workload.clone();
-        let done = done.clone();
-        let keys = keys.clone();
-        tasks.push(tokio::spawn(async move {
+        let results = results.clone();
+        running.spawn(async move {
             let mut rng = SmallRng::seed_from_u64(i);
-            let mut tally = Tally::new();
             let (kind, result) = workload.one(&client, &mut rng).await;
-            // From when it was due: waiting for a slot is part of the latency.
-            record(&mut tally, kind, due, result, &done, &keys);
+            // Latency from when it was due: waiting for a slot is part of it.
+            let _ = results.send((kind, due.elapsed(), result));
             drop(permit);
-            tally
-        }));
+        });
         i += 1;
     }
-    let mut total = Tally::new();
-    for t in tasks {
-        if let Ok(tally) = t.await {
-            total.merge(tally);
-        }
-    }
-    total
+    while running.join_next().await.is_some() {}
+    drop(results);
+    collector.await.unwrap_or_else(|_| Tally::new())
 }
 
 fn record(
     tally: &mut Tally,
     kind: Kind,
-    since: Instant,
+    latency: Duration,
     result: Result<u64, String>,
     done: &AtomicU64,
     keys: &AtomicU64,
 ) {
     match result {
         Ok(n) => {
-            let micros = since.elapsed().as_micros().max(1) as u64;
+            let micros = latency.as_micros().max(1) as u64;
             let _ = tally.latency[kind.index()].record(micros.min(120_000_000));
             done.fetch_add(1, Ordering::Relaxed);
             keys.fetch_add(n, Ordering::Relaxed);

@@ -40,8 +40,8 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released; a node that then fails to bind it
-/// is restarted on another by [`NodeProcess::start`]).
+/// A free TCP port on 127.0.0.1 (bound, read, released: another process could take it before
+/// the node binds it, which [`NodeProcess::start`] reports with the node's log).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

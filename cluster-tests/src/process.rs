@@ -42,8 +42,8 @@ impl NodeProcess {
         }
     }
 
-    /// Starts the process and waits (30 s) for its "serving" line. A port taken meanwhile by
-    /// someone else is retried on a new port only before the node ever joined a cluster.
+    /// Starts the process and waits (30 s) for its "serving" line; a node that exits instead
+    /// (a port taken meanwhile by another process, say) fails the test with its log.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} already running", self.id);
         let log = std::fs::OpenOptions::new()

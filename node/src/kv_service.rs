@@ -200,9 +200,13 @@ impl Kv for KvService {
         };
         let shard = self.read_shard(r.consistency).await?;
         let store = shard.store.current();
-        let end = (!r.end.is_empty()).then_some(&r.end[..]);
-        let (items, more) =
-            tokio::task::block_in_place(|| store.scan(&r.start, end, &r.prefix, limit));
+        // A page visits every key of the shard: off the async workers.
+        let (items, more) = tokio::task::spawn_blocking(move || {
+            let end = (!r.end.is_empty()).then_some(&r.end[..]);
+            store.scan(&r.start, end, &r.prefix, limit)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("scan task: {e}")))?;
         let next_start = match (more, items.last()) {
             (true, Some((k, _))) => {
                 let mut next = k.to_vec();

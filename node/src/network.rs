@@ -78,6 +78,10 @@ pub(crate) struct NetworkFactory {
     pub from: NodeId,
     pub peers: Peers,
     pub cluster: ClusterId,
+    /// Deadline of one RPC. Not openraft's `hard_ttl` (the heartbeat interval): an
+    /// AppendEntries includes the follower's fdatasync, and one slow fsync must not count as
+    /// an unreachable peer (which makes openraft back off).
+    pub rpc_timeout: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -91,6 +95,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             from: self.from,
             peers: self.peers.clone(),
             cluster: self.cluster.clone(),
+            rpc_timeout: self.rpc_timeout,
         }
     }
 }
@@ -103,6 +108,7 @@ pub(crate) struct PeerNetwork {
     from: NodeId,
     peers: Peers,
     cluster: ClusterId,
+    rpc_timeout: Duration,
 }
 
 fn unreachable(msg: impl std::fmt::Display) -> Unreachable<TypeConfig> {
@@ -135,7 +141,7 @@ impl PeerNetwork {
         let payload = codec::encode(req).map_err(unreachable)?;
         let mut client = self.peers.client(&self.addr).map_err(unreachable)?;
         let mut request = tonic::Request::new(self.request(payload));
-        request.set_timeout(option.hard_ttl());
+        request.set_timeout(option.hard_ttl().max(self.rpc_timeout));
         let reply = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,

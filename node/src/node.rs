@@ -19,6 +19,7 @@ use islab_proto::v1::kv_server::KvServer;
 use islab_raft::{LogStore, Raft, StateMachine};
 use islab_storage::{Catalog, DataDir, GroupId, MemStore, Wal};
 use openraft::SnapshotPolicy;
+use openraft::async_runtime::WatchReceiver;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -44,6 +45,8 @@ pub struct NodeHandle {
     addr: SocketAddr,
     state: Arc<NodeState>,
     stop: CancellationToken,
+    /// Why a group stopped for good (a failed WAL write or fsync, say), if one did.
+    fatal: Arc<std::sync::Mutex<Option<String>>>,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
 }
 
@@ -103,6 +106,10 @@ impl Node {
         state.add_shard(shard);
 
         let stop = CancellationToken::new();
+        let fatal = Arc::new(std::sync::Mutex::new(None));
+        for shard in state.shards() {
+            tokio::spawn(watch_fatal(shard, stop.clone(), fatal.clone()));
+        }
         let server = tokio::spawn(serve(state.clone(), listener, stop.clone()));
         tracing::info!(
             node = config.id,
@@ -116,8 +123,41 @@ impl Node {
             addr,
             state,
             stop,
+            fatal,
             server: Some(server),
         })
+    }
+}
+
+/// A group whose Raft stopped for good (its storage failed: the WAL refuses everything after a
+/// failed fsync) cannot serve again in this process. Rather than linger as a node that answers
+/// health checks but nothing else, the node stops serving, so `islab server` exits non-zero and
+/// a supervisor restarts it — recovery then starts from what is on disk.
+async fn watch_fatal(
+    shard: Arc<Shard>,
+    stop: CancellationToken,
+    fatal: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    let mut metrics = shard.raft.metrics();
+    loop {
+        let failed = match &metrics.borrow_watched().running_state {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = failed {
+            if stop.is_cancelled() {
+                return; // an orderly shutdown also ends the group
+            }
+            let reason = format!("group {} stopped: {reason}", shard.group);
+            tracing::error!(%reason, "stopping the node");
+            *fatal.lock().unwrap() = Some(reason);
+            stop.cancel();
+            return;
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
     }
 }
 
@@ -153,6 +193,7 @@ async fn start_group(state: &Arc<NodeState>, peers: &Peers, group: GroupId) -> R
         from: config.id,
         peers: peers.clone(),
         cluster: state.cluster.clone(),
+        rpc_timeout: Duration::from_millis(config.raft.election_timeout_min_ms),
     };
     let raft = Raft::new(
         config.id,
@@ -256,16 +297,22 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Resolves when the server stops on its own (it failed); `shutdown` is the normal way out.
+    /// Resolves when the server stops on its own: it failed, or a group stopped for good
+    /// (the error says which); `shutdown` is the normal way out.
     pub async fn stopped(&mut self) -> Result<()> {
-        match self.server.as_mut() {
+        let served = match self.server.as_mut() {
             Some(server) => match server.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(Error::Internal(format!("server: {e}"))),
                 Err(e) => Err(Error::Internal(format!("server task: {e}"))),
             },
             None => Ok(()),
+        };
+        self.server = None;
+        if let Some(reason) = self.fatal.lock().unwrap().clone() {
+            return Err(Error::Unavailable(reason));
         }
+        served
     }
 }
 

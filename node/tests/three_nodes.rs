@@ -30,9 +30,11 @@ async fn start(id: u64, dir: &std::path::Path) -> NodeHandle {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Default::default()
     };
-    config.raft.heartbeat_ms = 50;
-    config.raft.election_timeout_min_ms = 300;
-    config.raft.election_timeout_max_ms = 600;
+    // Long enough that a loaded machine does not trigger elections mid-test (the test talks to
+    // the leader it found with plain gRPC calls, no retries).
+    config.raft.heartbeat_ms = 100;
+    config.raft.election_timeout_min_ms = 1000;
+    config.raft.election_timeout_max_ms = 2000;
     Node::start(config).await.expect("node starts")
 }
 

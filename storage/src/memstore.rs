@@ -182,7 +182,7 @@ impl MemStore {
         if high >= SESSION_WINDOW && id.seq <= high - SESSION_WINDOW {
             return Response::Rejected {
                 reason: format!(
-                    "write {} of client {:x} is too old to be deduplicated (latest {high}); not applied",
+                    "write {} of client {:x} is older than the last {SESSION_WINDOW} writes of that client (latest {high}): whether an earlier attempt of it was applied is no longer known, so it is not applied again",
                     id.seq, id.client
                 ),
             };
@@ -217,7 +217,7 @@ impl MemStore {
         let capture = capture.as_deref();
         match cmd {
             Command::Batch(cmds) => {
-                if let Err(reason) = self.check_batch(cmds) {
+                if let Err(reason) = self.check_batch(index, cmds) {
                     return Response::Rejected { reason };
                 }
                 Response::Batch(
@@ -231,14 +231,15 @@ impl MemStore {
     }
 
     /// A batch is all or nothing: no nesting, and every compare-and-swap in it must hold
-    /// (evaluated in order, seeing the batch's earlier writes) or nothing is applied.
-    fn check_batch(&self, cmds: &[Command]) -> Result<(), String> {
+    /// (evaluated in order, seeing the batch's earlier writes, whose version is the batch's
+    /// log `index`) or nothing is applied.
+    fn check_batch(&self, index: u64, cmds: &[Command]) -> Result<(), String> {
         let mut overlay: HashMap<&[u8], Option<u64>> = HashMap::new();
         for (i, cmd) in cmds.iter().enumerate() {
             match cmd {
                 Command::Batch(_) => return Err(format!("op {i}: a batch cannot nest a batch")),
                 Command::Put { key, .. } => {
-                    overlay.insert(key, Some(u64::MAX));
+                    overlay.insert(key, Some(index));
                 }
                 Command::Delete { key } => {
                     overlay.insert(key, None);
@@ -250,14 +251,10 @@ impl MemStore {
                     };
                     if current != *expected {
                         return Err(format!(
-                            "op {i}: compare-and-swap failed: expected version {expected:?}, found {}",
-                            match current {
-                                Some(u64::MAX) => "a value written earlier in this batch".into(),
-                                other => format!("{other:?}"),
-                            }
+                            "op {i}: compare-and-swap failed: expected version {expected:?}, found {current:?}"
                         ));
                     }
-                    overlay.insert(key, Some(u64::MAX));
+                    overlay.insert(key, Some(index));
                 }
             }
         }
@@ -611,8 +608,19 @@ mod tests {
                 Response::Delete { existed: false },
             ])
         );
+        // A CAS on a key the batch wrote sees the version that write gets (the batch's index),
+        // so check and apply agree: no half-applied batch.
+        let sneaky = Command::Batch(vec![put("k2", "a"), cas("k2", Some(u64::MAX), "b")]);
+        assert!(matches!(s.apply(4, &sneaky), Response::Rejected { .. }));
+        assert!(
+            s.get(b"k2").is_none(),
+            "nothing of a rejected batch is applied"
+        );
+        let chained = Command::Batch(vec![put("k2", "a"), cas("k2", Some(5), "b")]);
+        assert!(matches!(s.apply(5, &chained), Response::Batch(_)));
+        assert_eq!(s.get(b"k2").unwrap().value, "b");
         let nested = Command::Batch(vec![Command::Batch(vec![])]);
-        assert!(matches!(s.apply(4, &nested), Response::Rejected { .. }));
+        assert!(matches!(s.apply(6, &nested), Response::Rejected { .. }));
     }
 
     #[test]

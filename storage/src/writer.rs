@@ -86,10 +86,11 @@ impl Writer {
                 match rx.recv_timeout(wait.max(Duration::from_micros(100))) {
                     Ok(msg) => msg,
                     Err(RecvTimeoutError::Timeout) => {
-                        if self.failed.is_none()
-                            && let Err(e) = self.sync()
-                        {
-                            self.fail(e.to_string());
+                        if self.failed.is_none() {
+                            match self.sync() {
+                                Ok(()) => self.collect_garbage(),
+                                Err(e) => self.fail(e.to_string()),
+                            }
                         }
                         continue;
                     }
@@ -185,7 +186,8 @@ impl Writer {
         }
         self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
 
-        let outcome = || match &self.failed {
+        let failed = self.failed.clone();
+        let outcome = || match &failed {
             Some(reason) => Err(Error::WalFailed {
                 reason: reason.clone(),
             }),
@@ -194,11 +196,10 @@ impl Writer {
         for done in acks.into_iter().chain(flushes) {
             done(outcome());
         }
-        if self.failed.is_none() {
+        if failed.is_none() {
             self.evict();
-            if synced && let Err(e) = collect_garbage(&self.shared, &mut self.live, self.current.0)
-            {
-                tracing::warn!(error = %e, "WAL segment GC failed; will retry");
+            if synced {
+                self.collect_garbage();
             }
         }
         if let Some(done) = shutdown {
@@ -281,6 +282,13 @@ impl Writer {
         self.position = SEGMENT_HEADER_LEN as u64;
         self.dirty = true;
         Ok(())
+    }
+
+    /// Deletes segments no group needs; call right after an fsync covered everything written.
+    fn collect_garbage(&mut self) {
+        if let Err(e) = collect_garbage(&self.shared, &mut self.live, self.current.0) {
+            tracing::warn!(error = %e, "WAL segment GC failed; will retry");
+        }
     }
 
     /// Drops cached payloads that are on disk, oldest first, down to the budget.

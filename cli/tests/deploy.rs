@@ -5,23 +5,11 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::Output;
 use std::time::Duration;
 
 use common::playground::Playground;
-use common::{islab, stderr, stdout};
+use common::{islab, ok, stderr};
 use serde_json::Value;
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}; stdout: {}; stderr: {}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
 
 #[test]
 fn health_init_if_needed_and_the_address_map() {

@@ -10,22 +10,11 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::playground::{Playground, process_exists};
-use common::{islab, stderr, stdout};
+use common::{islab, ok, stderr, stdout};
 use serde_json::Value;
 
 /// How long a stopped playground may take to exit (its nodes get 10 s before SIGKILL).
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}; stdout: {}; stderr: {}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
 
 /// Asserts the command failed with exit status 1 and returns its stderr.
 fn fails(o: &Output) -> String {

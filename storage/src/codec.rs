@@ -19,13 +19,6 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| Error::Codec(e.to_string()))
 }
 
-/// Appends the encoding of `value` to `buf`.
-pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<()> {
-    let bytes = encode(value)?;
-    buf.extend_from_slice(&bytes);
-    Ok(())
-}
-
 /// Decodes a whole buffer; trailing bytes are an error (they mean the framing is wrong).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())

@@ -526,14 +526,6 @@ impl Wal {
         rx.recv().unwrap_or(Err(Error::Shutdown))
     }
 
-    /// Submits a flush; `on_durable` runs once everything submitted before it is durable.
-    pub fn flush_then(&self, on_durable: impl FnOnce(Result<()>) + Send + 'static) -> Result<()> {
-        let st = self.lock();
-        st.check()?;
-        let _ = st.tx.send(Msg::Flush(Box::new(on_durable)));
-        Ok(())
-    }
-
     /// Groups with live entries in the oldest segment, with their first index: checkpointing
     /// them (then purging) is what lets that segment be deleted.
     pub fn pinning_groups(&self) -> Vec<(GroupId, u64)> {

@@ -26,6 +26,18 @@ pub fn islab(args: &[&str]) -> Output {
         .expect("running islab")
 }
 
+/// Asserts the command succeeded and returns its stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}; stdout: {}; stderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
 }

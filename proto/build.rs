@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
+        "proto/islab/v1/shard.proto",
         "proto/islab/v1/kv.proto",
         "proto/islab/v1/admin.proto",
         "proto/islab/raft/v1/transport.proto",

@@ -135,7 +135,7 @@ impl Workload {
                 let ops: Vec<BatchOp> = (0..self.batch)
                     .map(|_| BatchOp::put(self.key(self.pick(rng)), self.value.clone()))
                     .collect();
-                client.batch(ops).await.map(|r| r.len() as u64)
+                client.batch_per_shard(ops).await.map(|r| r.len() as u64)
             }
             Kind::Put => client
                 .put(self.key(self.pick(rng)), self.value.clone())
@@ -325,7 +325,10 @@ async fn prefill(client: &Client, workload: &Arc<Workload>, clients: usize) -> R
                 let ops: Vec<BatchOp> = (start..end)
                     .map(|i| BatchOp::put(workload.key(i), workload.value.clone()))
                     .collect();
-                client.batch(ops).await.context("prefilling the keyspace")?;
+                client
+                    .batch_per_shard(ops)
+                    .await
+                    .context("prefilling the keyspace")?;
             }
         }));
     }

@@ -131,6 +131,10 @@ pub enum Command {
     #[command(subcommand)]
     Member(MemberCommand),
 
+    /// List the shards (slots, replicas, leader, keys, bytes, ops/s) or move a shard's leader.
+    #[command(subcommand)]
+    Shard(ShardCommand),
+
     /// Store a value under a key; prints the new version (the write's log index).
     Put(PutArgs),
 
@@ -201,6 +205,30 @@ pub struct InitArgs {
     /// or an unreachable node of a new cluster, are still errors.
     #[arg(long)]
     pub if_needed: bool,
+
+    /// Shards (Raft groups) the key space is split into; fixed for the life of the cluster.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub shards: u32,
+
+    /// Replicas per shard (capped by the number of nodes).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShardCommand {
+    /// Every shard: its slot range, replicas, leader, keys, bytes, applied ops/s; then the
+    /// map's epoch and how evenly keys, bytes, ops and leaders spread (entropy, 1 = even).
+    List,
+
+    /// Make `node` the leader of `shard` (it must hold a voting replica); returns once it
+    /// leads. The cluster's own balancing may move it again later.
+    TransferLeader {
+        /// The shard's id (see `islab shard list`).
+        shard: u64,
+        /// The node to lead it.
+        node: u64,
+    },
 }
 
 /// `islab health`.
@@ -234,7 +262,8 @@ pub enum MemberCommand {
         id: u64,
     },
 
-    /// Remove a node (voter or learner) from the cluster.
+    /// Remove a node (voter or learner) from the cluster. Its shard replicas move to the
+    /// other nodes first, so this can take a while (default --timeout: 5 minutes).
     Remove {
         /// The node's id.
         id: u64,
@@ -475,7 +504,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
     pub read_consistency: ConsistencyArg,
 
-    /// Puts per request: above 1, each request is one atomic Batch of this many puts.
+    /// Puts per request: above 1, each request is a Batch of this many puts, split by shard
+    /// (one atomic batch per shard the keys fall in).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
 
@@ -610,7 +640,10 @@ mod tests {
         );
         assert!(matches!(
             cli.command,
-            Command::Cluster(ClusterCommand::Init(InitArgs { if_needed: true }))
+            Command::Cluster(ClusterCommand::Init(InitArgs {
+                if_needed: true,
+                ..
+            }))
         ));
         for bad in ["node1:7379", "=127.0.0.1:1", "node1:7379="] {
             let e = Cli::try_parse_from(["islab", "--address-map", bad, "member", "list"])

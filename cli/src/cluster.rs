@@ -20,7 +20,7 @@
 //! json    {"endpoints":[{"endpoint":"…","reachable":true,"node_id":1,…,"groups":[…]}]}
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
@@ -32,8 +32,8 @@ use tokio::time::Instant;
 use crate::Outcome;
 use crate::cli::{ClusterCommand, GlobalArgs, InitArgs, WriteOut};
 use crate::connect::{self, DEFAULT_TIMEOUT};
-use crate::member;
 use crate::table::Table;
+use crate::{member, shard};
 
 /// Pause between two rounds of status requests while waiting for a cluster to form.
 const POLL: Duration = Duration::from_millis(100);
@@ -73,7 +73,8 @@ pub async fn statuses(
     all
 }
 
-/// Who is in the cluster according to `status`: the members of its first group.
+/// Who is in the cluster according to `status`: the members of its first group (the meta
+/// group, whose membership is the node list).
 pub fn members_of(status: &StatusResponse) -> Vec<Member> {
     status
         .groups
@@ -82,9 +83,10 @@ pub fn members_of(status: &StatusResponse) -> Vec<Member> {
         .unwrap_or_default()
 }
 
-/// Waits until every endpoint reports `cluster_id` and all agree on one leader of every
-/// group; returns the leader of the first group. `check` runs each round and may end the
-/// wait early (the playground checks that its node processes are alive).
+/// Waits until every endpoint reports `cluster_id` and has the shard map, every group each
+/// node holds has a leader, and nodes holding the same group agree on it; returns the leader
+/// of the meta group (group 0). `check` runs each round and may end the wait early (the
+/// playground checks that its node processes are alive).
 pub async fn wait_formed(
     probe: &Client,
     endpoints: &[String],
@@ -95,7 +97,7 @@ pub async fn wait_formed(
     loop {
         check()?;
         let mut pending = Vec::new();
-        let mut leaders = Vec::new();
+        let mut leaders: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
         for (endpoint, status) in statuses(probe, endpoints).await {
             match status {
                 Err(e) => pending.push(format!("{endpoint} does not answer ({e})")),
@@ -103,21 +105,35 @@ pub async fn wait_formed(
                     "node {} at {endpoint} does not know the cluster yet",
                     s.node_id
                 )),
+                Ok(s) if s.epoch == 0 => pending.push(format!(
+                    "node {} at {endpoint} has no shard map yet",
+                    s.node_id
+                )),
                 Ok(s) => {
-                    let groups: Vec<(u64, u64)> =
-                        s.groups.iter().map(|g| (g.group_id, g.leader_id)).collect();
-                    if groups.is_empty() || groups.iter().any(|(_, leader)| *leader == 0) {
-                        pending.push(format!("node {} at {endpoint} knows no leader", s.node_id));
+                    for g in &s.groups {
+                        if g.leader_id == 0 {
+                            pending.push(format!(
+                                "node {} at {endpoint} knows no leader of group {}",
+                                s.node_id, g.group_id
+                            ));
+                        }
+                        leaders.entry(g.group_id).or_default().insert(g.leader_id);
                     }
-                    leaders.push(groups);
                 }
             }
         }
         if pending.is_empty() {
-            if leaders.windows(2).all(|w| w[0] == w[1]) {
-                return Ok(leaders[0][0].1);
+            match leaders.iter().find(|(_, l)| l.len() > 1) {
+                None => {
+                    if let Some(meta) = leaders.get(&0).and_then(|l| l.first()) {
+                        return Ok(*meta);
+                    }
+                    pending.push("no node holds the meta group".into());
+                }
+                Some((group, _)) => pending.push(format!(
+                    "the nodes do not agree on the leader of group {group} yet"
+                )),
             }
-            pending.push("the nodes do not agree on the leader yet".into());
         }
         if Instant::now() >= deadline {
             bail!("{}", pending.join("; "));
@@ -152,7 +168,7 @@ fn init(
                 let first = &endpoints[0];
                 let cluster_id = client
                     .admin()
-                    .init_at(first, members.clone())
+                    .init_sharded(first, members.clone(), args.shards, args.replication)
                     .await
                     .with_context(|| format!("cannot initialise the cluster at {first}"))?;
                 (cluster_id, members)
@@ -275,17 +291,32 @@ fn voters(statuses: Vec<(String, islab_client::Result<StatusResponse>)>) -> Resu
 fn status(global: &GlobalArgs, format: WriteOut, out: &mut impl Write) -> Result<Outcome> {
     let endpoints = connect::endpoints(global);
     let timeout = global.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let all = connect::block_on(async {
+    let (all, shards) = connect::block_on(async {
         let probe = connect::probe_client(&endpoints, connect::address_map(global), timeout)?;
-        anyhow::Ok(statuses(&probe, &endpoints).await)
+        let all = statuses(&probe, &endpoints).await;
+        // Cluster-wide spread, when some node can tell (not before init).
+        let shards = probe.admin().shard_list().await.ok();
+        anyhow::Ok((all, shards))
     })??;
+    let entropy = shards.and_then(|s| s.entropy);
     match format {
-        WriteOut::Simple => status_simple(out, &all)?,
-        WriteOut::Table => status_table(out, &all)?,
+        WriteOut::Simple | WriteOut::Table => {
+            if format == WriteOut::Simple {
+                status_simple(out, &all)?;
+            } else {
+                status_table(out, &all)?;
+            }
+            if let Some(e) = &entropy {
+                writeln!(out, "{}", shard::entropy_line(e))?;
+            }
+        }
         WriteOut::Json => {
             let list: Vec<Value> = all.iter().map(|(e, s)| status_json(e, s)).collect();
-            serde_json::to_writer(&mut *out, &json!({ "endpoints": list }))
-                .map_err(std::io::Error::from)?;
+            let mut doc = json!({ "endpoints": list });
+            if let Some(e) = &entropy {
+                doc["entropy"] = shard::entropy_json(e);
+            }
+            serde_json::to_writer(&mut *out, &doc).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
     }

@@ -32,6 +32,7 @@ mod payload;
 mod playground;
 mod segment_scan;
 mod server;
+mod shard;
 mod show;
 mod table;
 mod wal_dump;
@@ -104,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Health(args) => health::run(&args, global, format, &mut out)?,
         Command::Cluster(command) => cluster::run(&command, global, format, &mut out)?,
         Command::Member(command) => member::run(&command, global, format, &mut out)?,
+        Command::Shard(command) => shard::run(&command, global, format, &mut out)?,
         Command::Put(args) => kv::put(&args, global, format, &mut out)?,
         Command::Get(args) => kv::get(&args, global, format, &mut out)?,
         Command::Del(args) => kv::del(&args, global, format, &mut out)?,

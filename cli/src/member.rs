@@ -24,7 +24,8 @@ use crate::cli::{GlobalArgs, MemberCommand, WriteOut};
 use crate::connect::{self, DEFAULT_TIMEOUT};
 use crate::table::Table;
 
-/// `member add` waits for the learner to catch up.
+/// `member add` waits for the learner to catch up, `member remove` for the node's replicas to
+/// move off it.
 const ADD_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub fn run(
@@ -35,7 +36,7 @@ pub fn run(
 ) -> Result<Outcome> {
     let (members, leader, change) = connect::block_on(async {
         let timeout = match command {
-            MemberCommand::Add { .. } => ADD_TIMEOUT,
+            MemberCommand::Add { .. } | MemberCommand::Remove { .. } => ADD_TIMEOUT,
             _ => DEFAULT_TIMEOUT,
         };
         let client = connect::client(global, timeout)?;

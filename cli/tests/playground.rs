@@ -84,8 +84,28 @@ fn a_three_node_playground_serves_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let table = ok(&pg.islab(&["cluster", "status", "-w", "table"]));
-    assert_eq!(table.lines().count(), 4, "{table}");
     assert!(table.starts_with("ENDPOINT"), "{table}");
+    // A row per node and group: the meta group and 8 shards of 3 replicas on each node.
+    let rows = table.lines().filter(|l| l.starts_with("127.0.0.1")).count();
+    assert_eq!(rows, 3 * 9, "{table}");
+    assert!(
+        table
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("entropy shard_keys="),
+        "{table}"
+    );
+
+    eprintln!("--- shard list: 8 shards, each with a leader, covering every slot");
+    let shards = ok(&pg.islab(&["shard", "list"]));
+    assert!(shards.starts_with("epoch="), "{shards}");
+    assert_eq!(
+        shards.lines().filter(|l| l.starts_with("shard=")).count(),
+        8,
+        "{shards}"
+    );
+    assert!(!shards.contains("leader=-"), "{shards}");
 
     eprintln!("--- member list: three voters");
     let members = ok(&pg.islab(&["member", "list"]));

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use islab_proto::v1 as proto;
 use islab_proto::v1::admin_client::AdminClient;
-use islab_proto::v1::{Member, MemberListResponse, StatusResponse};
+use islab_proto::v1::{Member, MemberListResponse, ShardListResponse, StatusResponse};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -71,9 +71,23 @@ impl Admin {
         endpoint: &str,
         members: impl IntoIterator<Item = Member>,
     ) -> Result<String> {
+        self.init_sharded(endpoint, members, 0, 0).await
+    }
+
+    /// Like [`Admin::init_at`], with `shards` shards of `replication` replicas each (0: the
+    /// server's defaults, 8 shards of 3 replicas; replication is capped by the node count).
+    pub async fn init_sharded(
+        &self,
+        endpoint: &str,
+        members: impl IntoIterator<Item = Member>,
+        shards: u32,
+        replication: u32,
+    ) -> Result<String> {
         let route = Route::Pinned(self.shared.endpoints.index_of(endpoint)?);
         let message = proto::InitRequest {
             members: members.into_iter().collect(),
+            shards,
+            replication,
         };
         let response = self
             .call(
@@ -134,7 +148,10 @@ impl Admin {
         Ok(response.members)
     }
 
-    /// Removes node `id` (voter or learner). Returns the members afterwards.
+    /// Removes node `id` (voter or learner). Its shard replicas move to other nodes first;
+    /// the server answers "retry" until they have, so this returns when the node is gone or
+    /// the deadline passes (raise it with [`Admin::with_deadline`] for a node holding much
+    /// data). Returns the members afterwards.
     pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
         let message = proto::MemberRemoveRequest { id };
         let response = self
@@ -147,6 +164,34 @@ impl Admin {
             )
             .await?;
         Ok(response.members)
+    }
+
+    /// Every shard with its slots, replicas, leader and figures, and how evenly things spread.
+    pub async fn shard_list(&self) -> Result<ShardListResponse> {
+        self.call(
+            "ShardList",
+            Route::AnyNode,
+            Kind::Read,
+            proto::ShardListRequest {},
+            |mut c, r| async move { c.shard_list(r).await },
+        )
+        .await
+    }
+
+    /// Makes node `to` the leader of `shard`; returns once it leads.
+    pub async fn transfer_leader(&self, shard: u64, to: u64) -> Result<u64> {
+        self.shared.ensure_map().await?;
+        let response = self
+            .call_group(
+                "TransferLeader",
+                Route::Leader,
+                shard,
+                Kind::Change,
+                proto::TransferLeaderRequest { shard, to },
+                |mut c, r| async move { c.transfer_leader(r).await },
+            )
+            .await?;
+        Ok(response.leader_id)
     }
 
     /// The status of whichever node answers (the leader if the client knows it).
@@ -172,7 +217,7 @@ impl Admin {
         .await
     }
 
-    /// Runs one `Admin` RPC through the retry loop.
+    /// Runs one `Admin` RPC of the meta group through the retry loop.
     async fn call<M, T, F, Fut>(
         &self,
         name: &'static str,
@@ -186,10 +231,29 @@ impl Admin {
         F: Fn(AdminClient<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
+        self.call_group(name, route, 0, kind, message, rpc).await
+    }
+
+    /// Runs one `Admin` RPC about `group` through the retry loop.
+    async fn call_group<M, T, F, Fut>(
+        &self,
+        name: &'static str,
+        route: Route,
+        group: u64,
+        kind: Kind,
+        message: M,
+        rpc: F,
+    ) -> Result<T>
+    where
+        M: Clone,
+        F: Fn(AdminClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
         let config = &self.shared.config;
         let spec = CallSpec {
             name,
             route,
+            group,
             deadline: self.deadline,
             attempt_timeout: match kind {
                 Kind::Read => Some(config.request_timeout),

@@ -44,6 +44,13 @@ pub enum BatchOp {
 }
 
 impl BatchOp {
+    /// The key the op touches.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            BatchOp::Put { key, .. } | BatchOp::Delete { key } | BatchOp::Cas { key, .. } => key,
+        }
+    }
+
     /// A put.
     pub fn put(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
         BatchOp::Put {

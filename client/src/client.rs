@@ -4,9 +4,12 @@
 //! HTTP/2 channel per node, one write-id source, one configuration. Every call goes through
 //! the retry loop in `retry.rs`; this file only shapes requests and responses.
 //!
-//! Writes (put, delete, cas, batch) and linearizable reads go to the leader; serializable
-//! reads go to whichever node the client is talking to. Each write takes its `WriteId` once,
-//! before the first attempt, so resending it after a lost answer cannot apply it twice.
+//! The client fetches the shard map once (from any node) and routes every key to its shard:
+//! writes (put, delete, cas, batch) and linearizable reads to the shard's leader,
+//! serializable reads to any of its replicas. Every request carries the map's epoch; a node
+//! with a newer map answers with it, and the retry loop installs it and goes on. Scans ask
+//! every shard and merge. Each write takes its `WriteId` once, before the first attempt, so
+//! resending it after a lost answer cannot apply it twice.
 
 use std::fmt;
 use std::future::Future;
@@ -14,8 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use islab_proto::EPOCH_METADATA;
 use islab_proto::v1 as proto;
 use islab_proto::v1::kv_client::KvClient;
+use islab_shardmap::ShardMap;
+use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -41,9 +47,53 @@ pub(crate) struct Shared {
     pub(crate) config: ClientConfig,
     pub(crate) endpoints: Endpoints,
     ids: WriteIds,
+    /// One map fetch at a time; holds when the last fetch found no map (cluster not
+    /// initialised), so calls do not ask again on every request.
+    map_fetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
+/// How long a client that found no shard map waits before asking again.
+const NO_MAP_RETRY: Duration = Duration::from_secs(1);
+
 impl Shared {
+    /// Fetches the shard map if the client has none yet. A cluster that has no map yet (not
+    /// initialised) is not an error: calls then go unrouted, and the servers route them.
+    pub(crate) async fn ensure_map(&self) -> Result<()> {
+        if self.endpoints.map().is_some() {
+            return Ok(());
+        }
+        let mut last_miss = self.map_fetch.lock().await;
+        if self.endpoints.map().is_some() || last_miss.is_some_and(|at| at.elapsed() < NO_MAP_RETRY)
+        {
+            return Ok(());
+        }
+        let limit = self.config.max_message_bytes;
+        let spec = CallSpec::new("GetShardMap", Route::AnyNode, &self.config);
+        let response = self
+            .call(spec, |channel, timeout| {
+                let mut client = KvClient::new(channel).max_decoding_message_size(limit);
+                let request = timed(proto::GetShardMapRequest {}, timeout);
+                async move { client.get_shard_map(request).await }
+            })
+            .await?;
+        match response.map {
+            Some(map) => {
+                self.endpoints.install_map(&map, false)?;
+                *last_miss = None;
+            }
+            None => *last_miss = Some(tokio::time::Instant::now()),
+        }
+        Ok(())
+    }
+
+    /// The shard (group) holding `key`, or 0 when the client has no map.
+    async fn group_of(&self, key: &[u8]) -> Result<u64> {
+        self.ensure_map().await?;
+        Ok(self
+            .endpoints
+            .map()
+            .map_or(0, |map| map.shard_of_key(key).id))
+    }
     /// Runs one RPC through the retry loop.
     pub(crate) async fn call<T, F, Fut>(&self, spec: CallSpec, attempt: F) -> Result<T>
     where
@@ -59,6 +109,7 @@ impl Shared {
         &self,
         name: &'static str,
         route: Route,
+        group: u64,
         message: M,
         rpc: F,
     ) -> Result<T>
@@ -68,12 +119,20 @@ impl Shared {
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let limit = self.config.max_message_bytes;
-        let spec = CallSpec::new(name, route, &self.config);
+        let mut spec = CallSpec::new(name, route, &self.config);
+        spec.group = group;
         self.call(spec, |channel, timeout| {
             let client = KvClient::new(channel)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit);
-            rpc(client, timed(message.clone(), timeout))
+            let mut request = timed(message.clone(), timeout);
+            // The map as of this attempt: a retry after a correction carries the new epoch.
+            if let Some(map) = self.endpoints.map() {
+                request
+                    .metadata_mut()
+                    .insert(EPOCH_METADATA, MetadataValue::from(map.epoch));
+            }
+            rpc(client, request)
         })
         .await
     }
@@ -104,6 +163,7 @@ impl Client {
                 config,
                 endpoints,
                 ids: WriteIds::new(),
+                map_fetch: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -118,9 +178,32 @@ impl Client {
         self.shared.ids.client_id()
     }
 
-    /// The node the client currently takes for the leader, if it knows one.
+    /// The node the client currently takes for the leader of the meta group (which answers
+    /// membership changes), if it knows one.
     pub fn leader(&self) -> Option<String> {
-        self.shared.endpoints.leader()
+        self.shared.endpoints.leader(0)
+    }
+
+    /// The node the client takes for the leader of the shard holding `key`, if it knows one.
+    pub fn leader_of(&self, key: &[u8]) -> Option<String> {
+        let map = self.shared.endpoints.map()?;
+        self.shared.endpoints.leader(map.shard_of_key(key).id)
+    }
+
+    /// The shard map the client routes with, once it has fetched one.
+    pub fn shard_map(&self) -> Option<Arc<ShardMap>> {
+        self.shared.endpoints.map()
+    }
+
+    /// Fetches the shard map now if the client has none (calls do this by themselves).
+    pub async fn refresh_shard_map(&self) -> Result<Option<Arc<ShardMap>>> {
+        self.shared.ensure_map().await?;
+        Ok(self.shard_map())
+    }
+
+    /// How many times a node told this client its map was stale and sent the newer one.
+    pub fn stale_map_corrections(&self) -> u64 {
+        self.shared.endpoints.corrections()
     }
 
     /// Every node the client knows: the configured ones, then any it learnt from leader hints.
@@ -150,6 +233,7 @@ impl Client {
 
     async fn put_ms(&self, key: Bytes, value: Bytes, ttl_ms: u64) -> Result<u64> {
         check_key(&key)?;
+        let group = self.shared.group_of(&key).await?;
         let message = proto::PutRequest {
             id: Some(self.shared.ids.next()),
             key,
@@ -158,9 +242,13 @@ impl Client {
         };
         let response = self
             .shared
-            .kv("Put", Route::Leader, message, |mut c, r| async move {
-                c.put(r).await
-            })
+            .kv(
+                "Put",
+                Route::Leader,
+                group,
+                message,
+                |mut c, r| async move { c.put(r).await },
+            )
             .await?;
         Ok(response.version)
     }
@@ -178,6 +266,7 @@ impl Client {
     ) -> Result<Option<KeyValue>> {
         let key = key.into();
         check_key(&key)?;
+        let group = self.shared.group_of(&key).await?;
         let message = proto::GetRequest {
             key: key.clone(),
             consistency: consistency.to_proto(),
@@ -187,6 +276,7 @@ impl Client {
             .kv(
                 "Get",
                 read_route(consistency),
+                group,
                 message,
                 |mut c, r| async move { c.get(r).await },
             )
@@ -202,15 +292,20 @@ impl Client {
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<bool> {
         let key = key.into();
         check_key(&key)?;
+        let group = self.shared.group_of(&key).await?;
         let message = proto::DeleteRequest {
             id: Some(self.shared.ids.next()),
             key,
         };
         let response = self
             .shared
-            .kv("Delete", Route::Leader, message, |mut c, r| async move {
-                c.delete(r).await
-            })
+            .kv(
+                "Delete",
+                Route::Leader,
+                group,
+                message,
+                |mut c, r| async move { c.delete(r).await },
+            )
             .await?;
         Ok(response.existed)
     }
@@ -246,6 +341,7 @@ impl Client {
         ttl_ms: u64,
     ) -> Result<CasOutcome> {
         check_key(&key)?;
+        let group = self.shared.group_of(&key).await?;
         let message = proto::CompareAndSwapRequest {
             id: Some(self.shared.ids.next()),
             key,
@@ -258,6 +354,7 @@ impl Client {
             .kv(
                 "CompareAndSwap",
                 Route::Leader,
+                group,
                 message,
                 |mut c, r| async move { c.compare_and_swap(r).await },
             )
@@ -279,16 +376,31 @@ impl Client {
         Ok(items)
     }
 
-    /// One page of the scan, and the scan of the rest (`None` when done).
+    /// One page of the scan, and the scan of the rest (`None` when done). Keys are spread
+    /// over shards by hash, so a page asks every shard for its next keys and merges them; it
+    /// keeps only keys below the first point where a shard still has more, so the page is
+    /// exactly the next keys in order.
     pub async fn scan_page(&self, scan: &Scan) -> Result<ScanPage> {
+        self.shared.ensure_map().await?;
         let route = read_route(scan.read_consistency());
-        let response = self
-            .shared
-            .kv("Scan", route, scan.request(), |mut c, r| async move {
-                c.scan(r).await
-            })
-            .await?;
-        scan.page(response)
+        let request = scan.request();
+        let shards: Vec<u64> = match self.shared.endpoints.map() {
+            Some(map) if map.shards.len() > 1 => map.shards.iter().map(|s| s.id).collect(),
+            // One shard (or no map yet): the server knows which.
+            _ => vec![0],
+        };
+        let pages = shards.iter().map(|&shard| {
+            let message = proto::ScanRequest {
+                shard,
+                ..request.clone()
+            };
+            self.shared
+                .kv("Scan", route, shard, message, |mut c, r| async move {
+                    c.scan(r).await
+                })
+        });
+        let pages = futures::future::try_join_all(pages).await?;
+        scan.page(merge_pages(pages, request.limit as usize))
     }
 
     /// Applies the ops atomically, at one log index; returns one result per op, in order.
@@ -300,15 +412,35 @@ impl Client {
             .map(|op| op.to_proto())
             .collect::<Result<Vec<_>>>()?;
         let count = ops.len();
+        let group = match ops.iter().filter_map(op_key).next() {
+            Some(key) => self.shared.group_of(key).await?,
+            None => 0,
+        };
+        if let Some(map) = self.shared.endpoints.map() {
+            let shard = |key: &[u8]| map.shard_of_key(key).id;
+            if let Some(other) = ops.iter().filter_map(op_key).find(|k| shard(k) != group) {
+                return Err(Error::InvalidArgument(format!(
+                    "a batch is atomic within one shard only, and key {:?} is in shard {} while \
+                     the first key is in shard {group}: give keys that change together a common \
+                     hash tag ({{user42}}:a, {{user42}}:b), or use batch_per_shard",
+                    String::from_utf8_lossy(other),
+                    shard(other)
+                )));
+            }
+        }
         let message = proto::BatchRequest {
             id: Some(self.shared.ids.next()),
             ops,
         };
         let response = self
             .shared
-            .kv("Batch", Route::Leader, message, |mut c, r| async move {
-                c.batch(r).await
-            })
+            .kv(
+                "Batch",
+                Route::Leader,
+                group,
+                message,
+                |mut c, r| async move { c.batch(r).await },
+            )
             .await?;
         if response.results.len() != count {
             return Err(Error::Protocol(format!(
@@ -317,6 +449,87 @@ impl Client {
             )));
         }
         Ok(response.results.into_iter().map(Into::into).collect())
+    }
+}
+
+impl Client {
+    /// Applies the ops split by shard: atomically within each shard (each part at one log
+    /// index of its shard), but not across shards — a part may fail while others apply.
+    /// Results come back in the order of `ops`. Use [`Client::batch`] when all or nothing
+    /// matters, with keys sharing a hash tag.
+    pub async fn batch_per_shard(
+        &self,
+        ops: impl IntoIterator<Item = BatchOp>,
+    ) -> Result<Vec<OpResult>> {
+        let ops: Vec<BatchOp> = ops.into_iter().collect();
+        self.shared.ensure_map().await?;
+        let Some(map) = self.shared.endpoints.map() else {
+            return self.batch(ops).await;
+        };
+        let mut parts: std::collections::BTreeMap<u64, Vec<(usize, BatchOp)>> =
+            std::collections::BTreeMap::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let shard = map.shard_of_key(op.key()).id;
+            parts.entry(shard).or_default().push((i, op));
+        }
+        let count = parts.values().map(Vec::len).sum();
+        let runs = parts.into_values().map(|part| async move {
+            let (at, ops): (Vec<usize>, Vec<BatchOp>) = part.into_iter().unzip();
+            let results = self.batch(ops).await?;
+            Ok::<_, Error>(at.into_iter().zip(results).collect::<Vec<_>>())
+        });
+        let mut results: Vec<Option<OpResult>> = vec![None; count];
+        for part in futures::future::try_join_all(runs).await? {
+            for (i, r) in part {
+                results[i] = Some(r);
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+}
+
+/// The key a wire batch op touches.
+fn op_key(op: &proto::BatchOp) -> Option<&[u8]> {
+    match op.op.as_ref()? {
+        proto::batch_op::Op::Put(p) => Some(&p.key),
+        proto::batch_op::Op::Delete(d) => Some(&d.key),
+        proto::batch_op::Op::Cas(c) => Some(&c.key),
+    }
+}
+
+/// Merges one scan page from each shard into the next keys in order: all keys up to the
+/// first point where some shard still has more (beyond it, that shard's keys are unknown),
+/// at most `limit` of them (0: no limit beyond the pages').
+fn merge_pages(pages: Vec<proto::ScanResponse>, limit: usize) -> proto::ScanResponse {
+    let cutoff: Option<Bytes> = pages
+        .iter()
+        .filter(|p| p.more)
+        .filter_map(|p| p.items.last().map(|kv| kv.key.clone()))
+        .min();
+    let some_more = pages.iter().any(|p| p.more);
+    let mut items: Vec<proto::KeyValue> = pages
+        .into_iter()
+        .flat_map(|p| p.items)
+        .filter(|kv| cutoff.as_ref().is_none_or(|c| kv.key <= *c))
+        .collect();
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut more = some_more;
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        more = true;
+    }
+    let next_start = match (more, items.last()) {
+        (true, Some(last)) => {
+            let mut next = last.key.to_vec();
+            next.push(0);
+            Bytes::from(next)
+        }
+        _ => Bytes::new(),
+    };
+    proto::ScanResponse {
+        items,
+        more: more && !next_start.is_empty(),
+        next_start,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The client's routing cache: the nodes it knows, one lazily created gRPC channel per node,
-//! and which node it believes leads.
+//! the shard map, and which node it believes leads each group.
 //!
 //! A tonic `Channel` is one HTTP/2 connection that multiplexes any number of concurrent
 //! calls and reconnects by itself, so the cache creates each channel once (on first use, so
@@ -13,15 +13,20 @@
 //!
 //! The lock is a std `Mutex`: it is held for a few field reads, never across an `.await`.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use islab_proto::v1 as proto;
+use islab_shardmap::ShardMap;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
 
-/// Every known node, its channel, and the leader guess.
+/// Every known node, its channel, the shard map, and a leader guess per group.
+///
+/// Group 0 is the meta group (administration, and every call before the client has a map);
+/// data shards are groups 1 and up, each with its own leader.
 pub(crate) struct Endpoints {
     state: Mutex<State>,
     connect_timeout: Duration,
@@ -31,10 +36,15 @@ pub(crate) struct Endpoints {
 
 struct State {
     nodes: Vec<Node>,
-    /// The node that last served a leader-only call or was named leader by a server.
-    leader: Option<usize>,
+    /// Per group: the node that last served a leader-only call or was named leader.
+    leaders: HashMap<u64, usize>,
     /// Where calls start when no leader is known; moves past nodes that fail.
     cursor: usize,
+    /// The shard map, once fetched, and each shard's replicas as node indexes.
+    map: Option<Arc<ShardMap>>,
+    replicas: HashMap<u64, Vec<usize>>,
+    /// How many times a server's newer map replaced ours.
+    corrections: u64,
 }
 
 struct Node {
@@ -78,8 +88,11 @@ impl Endpoints {
         Ok(Endpoints {
             state: Mutex::new(State {
                 nodes,
-                leader: None,
+                leaders: HashMap::new(),
                 cursor: 0,
+                map: None,
+                replicas: HashMap::new(),
+                corrections: 0,
             }),
             connect_timeout,
             address_map: map,
@@ -90,10 +103,17 @@ impl Endpoints {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Where a call should start: the leader if known, else the rotating cursor.
-    pub(crate) fn preferred(&self) -> usize {
+    /// Where a call for `group` should start: its leader if known, else one of its replicas
+    /// (by the rotating cursor), else the cursor.
+    pub(crate) fn preferred(&self, group: u64) -> usize {
         let s = self.lock();
-        s.leader.unwrap_or(s.cursor)
+        if let Some(&leader) = s.leaders.get(&group) {
+            return leader;
+        }
+        match s.replicas.get(&group) {
+            Some(replicas) if !replicas.is_empty() => replicas[s.cursor % replicas.len()],
+            _ => s.cursor % s.nodes.len(),
+        }
     }
 
     /// The `host:port` of node `i`.
@@ -106,10 +126,69 @@ impl Endpoints {
         self.lock().nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
-    /// The leader guess, if any.
-    pub(crate) fn leader(&self) -> Option<String> {
+    /// The leader guess for `group`, if any.
+    pub(crate) fn leader(&self, group: u64) -> Option<String> {
         let s = self.lock();
-        s.leader.map(|i| s.nodes[i].addr.clone())
+        s.leaders.get(&group).map(|i| s.nodes[*i].addr.clone())
+    }
+
+    /// The shard map, if the client has one.
+    pub(crate) fn map(&self) -> Option<Arc<ShardMap>> {
+        self.lock().map.clone()
+    }
+
+    /// How many times a server corrected a stale map.
+    pub(crate) fn corrections(&self) -> u64 {
+        self.lock().corrections
+    }
+
+    /// Installs the map a server sent if it is newer than the one held; `corrected` counts
+    /// it as a correction of a stale map. Returns whether it was installed.
+    pub(crate) fn install_map(&self, wire: &proto::ShardMap, corrected: bool) -> Result<bool> {
+        let (map, nodes) = wire
+            .to_map()
+            .map_err(|e| Error::Protocol(format!("the server sent a bad shard map: {e}")))?;
+        if self
+            .lock()
+            .map
+            .as_ref()
+            .is_some_and(|m| m.epoch >= map.epoch)
+        {
+            return Ok(false);
+        }
+        // Register every node first (index_of takes the lock itself).
+        let mut index = HashMap::new();
+        for (id, addr) in &nodes {
+            match self.index_of(addr) {
+                Ok(i) => {
+                    index.insert(*id, i);
+                }
+                Err(e) => tracing::warn!(node = id, addr, error = %e, "unusable node address"),
+            }
+        }
+        let replicas: HashMap<u64, Vec<usize>> = map
+            .shards
+            .iter()
+            .map(|s| {
+                let idx = s.replicas.iter().filter_map(|r| index.get(r).copied());
+                (s.id, idx.collect())
+            })
+            .collect();
+        let mut s = self.lock();
+        if s.map.as_ref().is_some_and(|m| m.epoch >= map.epoch) {
+            return Ok(false);
+        }
+        tracing::debug!(epoch = map.epoch, "shard map installed");
+        // A leader guess for a node that no longer holds the shard is worthless.
+        let held = &replicas;
+        s.leaders
+            .retain(|g, i| *g == 0 || held.get(g).is_some_and(|r| r.contains(i)));
+        s.replicas = replicas;
+        s.map = Some(Arc::new(map));
+        if corrected {
+            s.corrections += 1;
+        }
+        Ok(true)
     }
 
     /// The channel to node `i`, created on first use. Creating it does no I/O: the connection
@@ -137,12 +216,12 @@ impl Endpoints {
         Ok(s.nodes.len() - 1)
     }
 
-    /// Records that node `i` served a leader-only call.
-    pub(crate) fn set_leader(&self, i: usize) {
+    /// Records that node `i` served a leader-only call of `group`.
+    pub(crate) fn set_leader(&self, group: u64, i: usize) {
         let mut s = self.lock();
-        if s.leader != Some(i) {
-            tracing::debug!(leader = %s.nodes[i].addr, "leader found");
-            s.leader = Some(i);
+        if s.leaders.get(&group) != Some(&i) {
+            tracing::debug!(group, leader = %s.nodes[i].addr, "leader found");
+            s.leaders.insert(group, i);
         }
     }
 
@@ -150,11 +229,11 @@ impl Endpoints {
     /// unknown) as the leader and returns its index. `None` if the hint is not a usable
     /// address or names `from` itself (a node that calls itself leader while refusing to act
     /// as one is in transition: treat it as giving no hint).
-    pub(crate) fn redirect(&self, hint: &str, from: usize) -> Option<usize> {
+    pub(crate) fn redirect(&self, group: u64, hint: &str, from: usize) -> Option<usize> {
         match self.index_of(hint) {
             Ok(i) if i == from => None,
             Ok(i) => {
-                self.set_leader(i);
+                self.set_leader(group, i);
                 Some(i)
             }
             Err(e) => {
@@ -164,17 +243,30 @@ impl Endpoints {
         }
     }
 
-    /// Node `failed` did not serve a call: forget it as leader and return the node to try
-    /// next, which later calls will also start from.
-    pub(crate) fn advance(&self, failed: usize) -> usize {
+    /// Node `failed` did not serve a call of `group`: forget it as the group's leader and
+    /// return the node to try next, which later calls will also start from.
+    pub(crate) fn advance(&self, group: u64, failed: usize) -> usize {
         let mut s = self.lock();
-        if s.leader == Some(failed) {
-            tracing::debug!(node = %s.nodes[failed].addr, "leader lost");
-            s.leader = None;
+        if s.leaders.get(&group) == Some(&failed) {
+            tracing::debug!(group, node = %s.nodes[failed].addr, "leader lost");
+            s.leaders.remove(&group);
         }
-        let next = (failed + 1) % s.nodes.len();
-        s.cursor = next;
-        next
+        s.cursor = s.cursor.wrapping_add(1);
+        match s.replicas.get(&group).filter(|r| !r.is_empty()).cloned() {
+            Some(replicas) => {
+                let next = replicas[s.cursor % replicas.len()];
+                if next != failed {
+                    return next;
+                }
+                s.cursor = s.cursor.wrapping_add(1);
+                replicas[s.cursor % replicas.len()]
+            }
+            _ => {
+                let next = (failed + 1) % s.nodes.len();
+                s.cursor = next;
+                next
+            }
+        }
     }
 }
 
@@ -268,32 +360,62 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.addrs(), ["a:1", "b:2"], "duplicates collapse");
-        assert_eq!(e.preferred(), 0);
-        assert_eq!(e.leader(), None);
+        assert_eq!(e.preferred(0), 0);
+        assert_eq!(e.leader(0), None);
 
         // A hint naming an unknown node adds it and makes it the leader.
-        let c = e.redirect("c:3", 0).unwrap();
+        let c = e.redirect(0, "c:3", 0).unwrap();
         assert_eq!(c, 2);
-        assert_eq!(e.leader().as_deref(), Some("c:3"));
-        assert_eq!(e.preferred(), 2);
+        assert_eq!(e.leader(0).as_deref(), Some("c:3"));
+        assert_eq!(e.preferred(0), 2);
+        assert_eq!(e.leader(5), None, "leaders are per group");
         assert_eq!(
-            e.redirect("http://c:3/", 1),
+            e.redirect(0, "http://c:3/", 1),
             Some(2),
             "known nodes are not added twice"
         );
         assert_eq!(
-            e.redirect("c:3", 2),
+            e.redirect(0, "c:3", 2),
             None,
             "a node naming itself is no hint"
         );
-        assert_eq!(e.redirect("not an address", 0), None);
+        assert_eq!(e.redirect(0, "not an address", 0), None);
 
         // The leader failing drops the guess and moves on, wrapping around.
-        assert_eq!(e.advance(2), 0);
-        assert_eq!(e.leader(), None);
-        assert_eq!(e.preferred(), 0);
-        assert_eq!(e.advance(0), 1);
-        assert_eq!(e.preferred(), 1);
+        assert_eq!(e.advance(0, 2), 0);
+        assert_eq!(e.leader(0), None);
+        assert_eq!(e.preferred(0), 0);
+        assert_eq!(e.advance(0, 0), 1);
+        assert_eq!(e.preferred(0), 1);
+    }
+
+    #[test]
+    fn a_map_routes_each_shard_to_its_replicas() {
+        let e = Endpoints::new(&["a:1".into()], CT, &BTreeMap::new()).unwrap();
+        let map = islab_shardmap::ShardMap::new(2, 2, &[1, 2, 3]).unwrap();
+        let nodes = BTreeMap::from([(1, "a:1".to_string()), (2, "b:2".into()), (3, "c:3".into())]);
+        let wire = proto::ShardMap::from_map(&map, &nodes);
+        assert!(e.install_map(&wire, false).unwrap());
+        assert!(!e.install_map(&wire, true).unwrap(), "not newer: ignored");
+        assert_eq!(e.corrections(), 0);
+        assert_eq!(e.addrs(), ["a:1", "b:2", "c:3"]);
+        // Shard 2 lives on nodes 2 and 3: calls start there, and fail over between them.
+        let first = e.preferred(2);
+        assert!([1, 2].contains(&first), "{first}");
+        let second = e.advance(2, first);
+        assert!([1, 2].contains(&second) && second != first);
+        e.set_leader(2, 2);
+        assert_eq!(e.preferred(2), 2);
+
+        // A newer map without node 3 in shard 2 drops that leader guess.
+        let mut next = map.next_epoch();
+        next.shards[1].replicas = vec![2, 1];
+        assert!(
+            e.install_map(&proto::ShardMap::from_map(&next, &nodes), true)
+                .unwrap()
+        );
+        assert_eq!(e.corrections(), 1);
+        assert_eq!(e.leader(2), None);
     }
 
     #[test]
@@ -322,13 +444,13 @@ mod tests {
             "configured endpoints are mapped too"
         );
         assert_eq!(
-            e.redirect("node2:7379", 0),
+            e.redirect(0, "node2:7379", 0),
             Some(1),
             "a hint lands on the mapped node"
         );
-        assert_eq!(e.leader().as_deref(), Some("127.0.0.1:7380"));
+        assert_eq!(e.leader(0).as_deref(), Some("127.0.0.1:7380"));
         assert_eq!(
-            e.redirect("node1:7379", 0),
+            e.redirect(0, "node1:7379", 0),
             None,
             "a mapped hint naming the asker"
         );

@@ -97,6 +97,9 @@ pub use kv::{CasOutcome, KeyValue, ReadConsistency};
 pub use scan::{Scan, ScanPage};
 
 /// Admin messages returned as they come off the wire.
-pub use islab_proto::v1::{GroupStatus, Member, MemberListResponse, StatusResponse};
+pub use islab_proto::v1::{
+    Entropy, GroupStatus, Member, MemberListResponse, ShardListResponse, ShardRow, StatusResponse,
+};
+pub use islab_shardmap::{ShardInfo, ShardMap, hash_tag, slot_of};
 /// The gRPC status code carried by [`Error::Server`].
 pub use tonic::Code;

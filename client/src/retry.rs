@@ -7,6 +7,7 @@
 //!        ▼
 //!  ┌─ attempt (≤ request_timeout, ≤ time left) ──► OK ──► remember leader, return
 //!  │     │
+//!  │     ├─ stale epoch + newer shard map ──────► install the map, retry at once
 //!  │     ├─ UNAVAILABLE + islab-leader hint ──► switch to hinted node, retry at once
 //!  │     │                                      (after a few in a row: back off first)
 //!  │     ├─ UNAVAILABLE / transport error /
@@ -21,7 +22,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use islab_proto::LEADER_METADATA;
+use islab_proto::{LEADER_METADATA, SHARD_MAP_METADATA};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -54,6 +55,9 @@ pub(crate) struct CallSpec {
     /// The RPC name, for logs.
     pub(crate) name: &'static str,
     pub(crate) route: Route,
+    /// The group the call is for: its shard, or 0 (the meta group; also every call made
+    /// before the client has a map).
+    pub(crate) group: u64,
     /// Bound on the whole call.
     pub(crate) deadline: Duration,
     /// Bound on one attempt; `None`: whatever is left of the deadline.
@@ -66,6 +70,7 @@ impl CallSpec {
         CallSpec {
             name,
             route,
+            group: 0,
             deadline: config.deadline,
             attempt_timeout: Some(config.request_timeout),
         }
@@ -88,7 +93,7 @@ where
     let mut backoff = Backoff::new(config.initial_backoff, config.max_backoff);
     let mut at = match spec.route {
         Route::Pinned(i) => i,
-        Route::Leader | Route::AnyNode => endpoints.preferred(),
+        Route::Leader | Route::AnyNode => endpoints.preferred(spec.group),
     };
     let mut attempts = 0u32;
     let mut free_redirects = FREE_REDIRECTS;
@@ -114,9 +119,20 @@ where
         let next = match outcome {
             Ok(Ok(response)) => {
                 if spec.route == Route::Leader {
-                    endpoints.set_leader(at);
+                    endpoints.set_leader(spec.group, at);
                 }
                 return Ok(response.into_inner());
+            }
+            Ok(Err(status)) if status.metadata().get_bin(SHARD_MAP_METADATA).is_some() => {
+                let map = shard_map(&status)?;
+                endpoints.install_map(&map, true)?;
+                Next::Redirect(
+                    endpoints.preferred(spec.group),
+                    format!(
+                        "{addr}: our shard map was stale; now at epoch {}",
+                        map.epoch
+                    ),
+                )
             }
             Ok(Err(status)) if !is_retryable_status(&status) => {
                 return Err(Error::from_status(&status));
@@ -127,7 +143,7 @@ where
             }
             Ok(Err(status)) => match (spec.route, leader_hint(&status)) {
                 (Route::Leader | Route::AnyNode, Some(hint)) => {
-                    match endpoints.redirect(hint, at) {
+                    match endpoints.redirect(spec.group, hint, at) {
                         Some(i) => {
                             Next::Redirect(i, format!("{addr}: not the leader; it named {hint}"))
                         }
@@ -153,7 +169,7 @@ where
             Next::Failover(why) => {
                 last = why;
                 if let Route::Leader | Route::AnyNode = spec.route {
-                    at = endpoints.advance(at);
+                    at = endpoints.advance(spec.group, at);
                 }
             }
         }
@@ -179,6 +195,17 @@ enum Next {
     Redirect(usize, String),
     /// Try the next node (or the same one, when pinned) after a pause.
     Failover(String),
+}
+
+/// The newer shard map a stale-epoch answer carries.
+fn shard_map(status: &Status) -> Result<islab_proto::v1::ShardMap> {
+    let bytes = status
+        .metadata()
+        .get_bin(SHARD_MAP_METADATA)
+        .and_then(|v| v.to_bytes().ok())
+        .ok_or_else(|| Error::Protocol("a stale-epoch answer without a readable map".into()))?;
+    prost::Message::decode(bytes.as_ref())
+        .map_err(|e| Error::Protocol(format!("a stale-epoch answer with a bad map: {e}")))
 }
 
 /// The leader address a not-leader answer carries, if any.

@@ -115,6 +115,7 @@ impl Scan {
             prefix: self.prefix.clone(),
             limit: u32::try_from(want).unwrap_or(u32::MAX),
             consistency: self.consistency.to_proto(),
+            shard: 0,
         }
     }
 

@@ -3,10 +3,23 @@
 use std::path::Path;
 use std::time::Duration;
 
-use islab_client::{Client, ClientConfig, Member, StatusResponse};
+use std::collections::{BTreeMap, BTreeSet};
+
+use islab_client::{Client, ClientConfig, GroupStatus, Member, StatusResponse};
 
 use crate::process::NodeProcess;
 use crate::wait_for;
+
+/// The data shard of a cluster made by [`Cluster::start`]: its one shard.
+pub const DATA_SHARD: u64 = 1;
+
+/// The data shard's group in a node's status.
+pub fn data_group(s: &StatusResponse) -> Result<&GroupStatus, String> {
+    s.groups
+        .iter()
+        .find(|g| g.group_id == DATA_SHARD)
+        .ok_or_else(|| format!("node {} holds no replica of shard {DATA_SHARD}", s.node_id))
+}
 
 /// N `islab server` processes in one temporary directory, initialised as one cluster.
 pub struct Cluster {
@@ -20,8 +33,29 @@ impl Cluster {
         Cluster::start_with(n, &[]).await
     }
 
-    /// Like [`Cluster::start`], with extra `islab server` flags for every node.
+    /// Like [`Cluster::start`], with extra `islab server` flags for every node. The cluster
+    /// has one data shard (group [`DATA_SHARD`]) on every node (up to 3), so "the leader" is
+    /// that shard's; [`Cluster::start_sharded`] makes more.
     pub async fn start_with(n: u64, extra_args: &[&str]) -> Cluster {
+        let cluster = Cluster::launch(n, extra_args, 1, 3).await;
+        cluster.leader().await;
+        cluster
+    }
+
+    /// Starts `n` nodes initialised with `shards` shards of `replication` replicas; waits
+    /// until every shard has a leader.
+    pub async fn start_sharded(
+        n: u64,
+        shards: u32,
+        replication: u32,
+        extra_args: &[&str],
+    ) -> Cluster {
+        let cluster = Cluster::launch(n, extra_args, shards, replication).await;
+        cluster.shard_leaders(shards as usize).await;
+        cluster
+    }
+
+    async fn launch(n: u64, extra_args: &[&str], shards: u32, replication: u32) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut nodes: Vec<NodeProcess> = (1..=n)
             .map(|id| NodeProcess::new(id, dir.path(), extra_args))
@@ -41,11 +75,51 @@ impl Cluster {
             .collect();
         let admin = cluster.client().admin();
         admin
-            .init_at(&cluster.nodes[0].addr(), members)
+            .init_sharded(&cluster.nodes[0].addr(), members, shards, replication)
             .await
             .expect("cluster init");
-        cluster.leader().await;
         cluster
+    }
+
+    /// Waits (60 s) until each of the `shards` shards has a leader that every running node
+    /// holding the shard agrees on; returns shard → leader node.
+    pub async fn shard_leaders(&self, shards: usize) -> BTreeMap<u64, u64> {
+        let addrs: Vec<String> = self.endpoints();
+        wait_for(
+            &format!("a leader for each of {shards} shards"),
+            Duration::from_secs(60),
+            || {
+                let addrs = addrs.clone();
+                async move {
+                    let mut seen: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+                    let mut claimed: BTreeMap<u64, u64> = BTreeMap::new();
+                    for addr in &addrs {
+                        let Ok(s) = self.status(addr).await else {
+                            continue; // a stopped node
+                        };
+                        for g in s.groups.iter().filter(|g| g.group_id != 0) {
+                            seen.entry(g.group_id).or_default().insert(g.leader_id);
+                            if g.role == "leader" {
+                                claimed.insert(g.group_id, s.node_id);
+                            }
+                        }
+                    }
+                    if claimed.len() < shards {
+                        return Err(format!(
+                            "{} of {shards} shards have a leader",
+                            claimed.len()
+                        ));
+                    }
+                    for (group, leaders) in &seen {
+                        if leaders.len() != 1 || !leaders.contains(&claimed[group]) {
+                            return Err(format!("shard {group}: leaders seen {leaders:?}"));
+                        }
+                    }
+                    Ok(claimed)
+                }
+            },
+        )
+        .await
     }
 
     pub fn dir(&self) -> &Path {
@@ -94,7 +168,8 @@ impl Cluster {
             .map_err(|e| e.to_string())
     }
 
-    /// Waits (30 s) until the running nodes agree on one leader; returns its id.
+    /// Waits (30 s) until the running nodes agree on one leader of the data shard (group
+    /// [`DATA_SHARD`]); returns its id.
     pub async fn leader(&self) -> u64 {
         let addrs: Vec<String> = self.endpoints();
         wait_for(
@@ -109,7 +184,7 @@ impl Cluster {
                         let Ok(s) = self.status(addr).await else {
                             continue; // a stopped node
                         };
-                        let g = s.groups.first().ok_or("no group")?;
+                        let g = data_group(&s)?;
                         leaders.push(g.leader_id);
                         if g.role == "leader" {
                             claimed = Some(s.node_id);
@@ -121,6 +196,43 @@ impl Cluster {
                     } else {
                         Err(format!("leaders seen: {leaders:?}, claimed by {leader}"))
                     }
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits (60 s) until node `id` has applied everything the leader had applied when this
+    /// was called (a restarted node caught up, even while writes go on); returns that index.
+    pub async fn caught_up(&self, id: u64) -> u64 {
+        let leader = self.leader().await;
+        let addr_of = |id: u64| {
+            self.nodes
+                .iter()
+                .find(|n| n.id == id)
+                .unwrap_or_else(|| panic!("no node {id}"))
+                .addr()
+        };
+        let (leader_addr, addr) = (addr_of(leader), addr_of(id));
+        let target = wait_for(
+            "the leader's applied index",
+            Duration::from_secs(30),
+            || async {
+                let s = self.status(&leader_addr).await?;
+                Ok(data_group(&s)?.applied_index)
+            },
+        )
+        .await;
+        wait_for(
+            &format!("node {id} applied index {target}"),
+            Duration::from_secs(60),
+            || async {
+                let s = self.status(&addr).await?;
+                let applied = data_group(&s)?.applied_index;
+                if applied >= target {
+                    Ok(target)
+                } else {
+                    Err(format!("applied {applied}"))
                 }
             },
         )
@@ -140,7 +252,7 @@ impl Cluster {
                     let mut applied = Vec::new();
                     for addr in &addrs {
                         if let Ok(s) = self.status(addr).await {
-                            applied.push(s.groups.first().ok_or("no group")?.applied_index);
+                            applied.push(data_group(&s)?.applied_index);
                         }
                     }
                     let first = *applied.first().ok_or("no node answers")?;

@@ -13,18 +13,24 @@
 //! - `process` — [`NodeProcess`]: one `islab server`.
 //! - [`Cluster`] (`cluster.rs`) — N nodes, initialised, with a client and status helpers.
 //! - `wait` — [`wait_for`].
+//! - [`history`] — a Jepsen-style record of concurrent clients' operations (invoke, complete,
+//!   outcome), savable as JSON.
+//! - [`checker`] — a per-key linearizability checker of such histories (a versioned register
+//!   model, porcupine-style search).
 //! - [`ComposeCluster`] (`compose.rs`) — the top-level docker-compose.yml as a compose project
 //!   of its own, torn down with its volumes on drop; Docker as the fault injector.
 
 mod binary;
+pub mod checker;
 mod cluster;
 pub mod compose;
+pub mod history;
 mod load;
 mod process;
 mod wait;
 
 pub use binary::islab_binary;
-pub use cluster::Cluster;
+pub use cluster::{Cluster, DATA_SHARD, data_group};
 pub use compose::ComposeCluster;
 pub use load::Load;
 pub use process::NodeProcess;

@@ -35,6 +35,11 @@ impl NodeProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The process id while the node runs (to signal it, e.g. SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use islab_cluster_tests::{Cluster, init_tracing};
+use islab_cluster_tests::{Cluster, data_group, init_tracing};
 use islab_proto::v1::PutRequest;
 use islab_proto::v1::kv_client::KvClient;
 use tonic::Code;
@@ -143,16 +143,24 @@ async fn bad_requests_get_clear_errors_and_the_node_keeps_serving() {
     for i in 0..20 {
         client.put(format!("during{i}"), "x").await.unwrap();
     }
-    let majority_applied = cluster.status(&addr).await.unwrap().groups[0].applied_index;
+    let majority_applied = cluster
+        .status(&addr)
+        .await
+        .unwrap()
+        .groups
+        .iter()
+        .find(|g| g.group_id == islab_cluster_tests::DATA_SHARD)
+        .unwrap()
+        .applied_index;
     let s = cluster.status(&victim_addr).await.unwrap();
     assert_eq!(
         s.cluster_id, foreign_cluster,
         "it never adopted the other cluster's id"
     );
     assert!(
-        s.groups[0].applied_index < majority_applied,
+        data_group(&s).unwrap().applied_index < majority_applied,
         "the foreign node applied the other cluster's log: {:?}",
-        s.groups[0]
+        data_group(&s).unwrap()
     );
 
     tracing::info!("--- a data directory of another node id is refused at start");

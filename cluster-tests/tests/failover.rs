@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use islab_cluster_tests::{Cluster, Load, init_tracing, wait_for};
+use islab_cluster_tests::{Cluster, Load, data_group, init_tracing, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_loses_no_acknowledged_write() {
@@ -22,7 +22,7 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     let new_leader = wait_for("a new leader", Duration::from_secs(30), || async {
         for addr in cluster.endpoints() {
             if let Ok(s) = cluster.status(&addr).await
-                && s.groups[0].role == "leader"
+                && data_group(&s).unwrap().role == "leader"
                 && s.node_id != old_leader
             {
                 return Ok(s.node_id);

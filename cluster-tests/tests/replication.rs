@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use islab_client::ReadConsistency;
-use islab_cluster_tests::{Cluster, init_tracing, wait_for};
+use islab_cluster_tests::{Cluster, data_group, init_tracing, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_and_a_stopped_node_catches_up() {
@@ -37,7 +37,7 @@ async fn three_nodes_replicate_and_a_stopped_node_catches_up() {
     let applied = cluster.converged(*versions.last().unwrap()).await;
     for addr in cluster.endpoints() {
         let s = cluster.status(&addr).await.unwrap();
-        let g = &s.groups[0];
+        let g = &data_group(&s).unwrap();
         assert_eq!(
             (g.leader_id, g.applied_index),
             (leader, applied),

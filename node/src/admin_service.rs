@@ -1,9 +1,11 @@
-//! `islab.v1.Admin`: cluster initialisation, membership, status.
+//! `islab.v1.Admin`: cluster initialisation, membership, shards, status.
 //!
-//! Membership changes go through the data group's leader and follow openraft's rules: a node
-//! joins as a learner and `MemberAdd` returns once it has caught up (from the log, or from a
-//! checkpoint snapshot when the log it needs is purged); `MemberPromote` makes it a voter; one
-//! change at a time (openraft refuses a second while one is in progress).
+//! The cluster's node list is the meta group's membership, so membership changes go through
+//! the meta leader and follow openraft's rules: a node joins as a learner and `MemberAdd`
+//! returns once it has caught up; `MemberPromote` makes it a voter; one change at a time. Data
+//! replicas then move onto the new node by themselves (see `controller`). `MemberRemove`
+//! first marks the node draining and answers UNAVAILABLE ("retry") until its replicas have
+//! moved off; only then does the node leave the meta group.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,19 +14,30 @@ use std::time::Duration;
 use islab_proto::v1::admin_client::AdminClient;
 use islab_proto::v1::admin_server::Admin;
 use islab_proto::v1::{
-    GroupStatus, InitRequest, InitResponse, Member, MemberAddRequest, MemberAddResponse,
-    MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
-    MemberRemoveRequest, MemberRemoveResponse, StatusRequest, StatusResponse,
+    CreateShardsRequest, CreateShardsResponse, GroupStatus, InitRequest, InitResponse, Member,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MoveReplicaRequest, MoveReplicaResponse, ShardListRequest, ShardListResponse, StatusRequest,
+    StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use islab_raft::Node;
+use islab_shardmap::ShardMap;
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{InitializeError, RaftError};
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
-use crate::node_state::{DATA_GROUP, NodeState};
+use crate::node_state::{META_GROUP, NodeState};
 use crate::shard::Shard;
+use crate::{meta, shard_list};
+
+/// Shards a cluster gets when init does not say.
+pub const DEFAULT_SHARDS: u32 = 8;
+/// Replicas per shard when init does not say (capped by the number of nodes).
+pub const DEFAULT_REPLICATION: u32 = 3;
+/// How long a replica move may take to catch the new replica up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub(crate) struct AdminService {
     pub node: Arc<NodeState>,
@@ -48,14 +61,19 @@ fn members(shard: &Shard) -> (Vec<Member>, u64) {
 
 impl AdminService {
     fn data(&self) -> Result<Arc<Shard>> {
-        self.node.shard(DATA_GROUP)
+        self.node.shard(META_GROUP)
     }
 
     /// Refuses a membership change unless this node leads (the error carries the leader).
     fn leader(&self) -> Result<Arc<Shard>> {
         let shard = self.data()?;
+        Self::led(shard, self.node.id())
+    }
+
+    /// `shard` if this node leads it, else a not-leader error naming the leader.
+    fn led(shard: Arc<Shard>, me: u64) -> Result<Arc<Shard>> {
         let m = shard.raft.metrics().borrow_watched().clone();
-        if m.current_leader != Some(self.node.id()) {
+        if m.current_leader != Some(me) {
             return Err(Error::NotLeader {
                 leader: shard.leader_addr(),
             });
@@ -100,6 +118,68 @@ impl AdminService {
     fn member_list(shard: &Shard) -> Vec<Member> {
         members(shard).0
     }
+
+    /// Makes a cluster id and initialises the meta group with `nodes` as voters.
+    async fn init_meta(&self, shard: &Shard, nodes: BTreeMap<u64, Node>) -> Result<String> {
+        let cluster_id = self.node.cluster.create()?;
+        match shard.raft.initialize(nodes).await {
+            Ok(()) => {}
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                return Err(Error::Rejected(format!("already initialised: {e}")));
+            }
+            Err(e) => {
+                // Nothing was initialised: forget the id so a corrected init can be tried.
+                self.node.cluster.abandon(&cluster_id)?;
+                return Err(Error::Unavailable(format!("init failed: {e}")));
+            }
+        }
+        Ok(cluster_id)
+    }
+
+    /// A request for a shard this node holds no replica of: point at one that does.
+    fn not_here(&self, shard: u64) -> Error {
+        let hint = self.node.map().and_then(|map| {
+            let nodes = self.node.nodes();
+            map.shard(shard)?
+                .replicas
+                .iter()
+                .filter(|r| **r != self.node.id())
+                .find_map(|r| nodes.get(r).cloned())
+        });
+        match hint {
+            Some(leader) => Error::NotLeader {
+                leader: Some(leader),
+            },
+            None => Error::NoSuchGroup(shard),
+        }
+    }
+
+    /// Marks `id` draining and fails with a retryable error until no shard has a replica on
+    /// it any more (the controller moves them).
+    async fn drain(&self, meta: &Shard, id: u64) -> Result<()> {
+        let Some((map, version)) = meta::read_map(meta)? else {
+            return Ok(());
+        };
+        let left = map.shards_of(id).count();
+        if left == 0 {
+            return Ok(());
+        }
+        let members = meta::members(meta);
+        if members.keys().all(|m| *m == id || map.is_draining(*m)) {
+            return Err(Error::Rejected(format!(
+                "node {id} is the last node that could hold the data; add another first"
+            )));
+        }
+        if !map.is_draining(id) {
+            let mut next = map.next_epoch();
+            next.draining.push(id);
+            meta::propose_map(meta, Some(version), &next).await?;
+            tracing::info!(node = id, "draining");
+        }
+        Err(Error::Unavailable(format!(
+            "node {id} is draining: {left} replicas still to move off; retry to finish the removal"
+        )))
+    }
 }
 
 #[tonic::async_trait]
@@ -135,20 +215,71 @@ impl Admin for AdminService {
                 return Err(Error::InvalidArgument(format!("node {} listed twice", m.id)).into());
             }
         }
+        let shards = if r.shards == 0 {
+            DEFAULT_SHARDS
+        } else {
+            r.shards
+        };
+        let replication = if r.replication == 0 {
+            DEFAULT_REPLICATION
+        } else {
+            r.replication
+        };
+        let ids: Vec<u64> = nodes.keys().copied().collect();
+        // Checked before anything is written, so a bad request leaves no trace.
+        ShardMap::new(shards, replication, &ids).map_err(Error::InvalidArgument)?;
         let shard = self.data()?;
-        let cluster_id = self.node.cluster.create()?;
-        match shard.raft.initialize(nodes).await {
-            Ok(()) => {}
-            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                return Err(Error::Rejected(format!("already initialised: {e}")).into());
-            }
-            Err(e) => {
-                // Nothing was initialised: forget the id so a corrected init can be tried.
-                self.node.cluster.abandon(&cluster_id)?;
-                return Err(Error::Unavailable(format!("init failed: {e}")).into());
+        let unfinished = self.node.cluster.get().filter(|_| {
+            !shard.is_fresh()
+                && self.node.map().is_none()
+                && matches!(meta::read_map(&shard), Ok(None))
+        });
+        let cluster_id = match unfinished {
+            // An init that stopped before the shards were created: finish it.
+            Some(id) => id,
+            None => self.init_meta(&shard, nodes).await?,
+        };
+        // The first shard map is written by the meta leader, wherever the election put it.
+        let create = CreateShardsRequest {
+            shards,
+            replication,
+            nodes: ids,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let outcome = match shard.leader_addr() {
+                Some(addr) => match self.node.peers.admin(&addr) {
+                    Ok(mut admin) => admin
+                        .create_shards(create.clone())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.message().to_string()),
+                    Err(e) => Err(e),
+                },
+                None => Err("no meta leader yet".to_string()),
+            };
+            match outcome {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::Unavailable(format!(
+                        "the cluster is initialised but its shards are not created yet ({e}); \
+                         the meta leader creates them when asked again: retry init"
+                    ))
+                    .into());
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "creating the shards");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
-        tracing::info!(cluster = %cluster_id, members = r.members.len(), "initialised cluster");
+        tracing::info!(
+            cluster = %cluster_id,
+            members = r.members.len(),
+            shards,
+            replication,
+            "initialised cluster"
+        );
         Ok(Response::new(InitResponse { cluster_id }))
     }
 
@@ -231,6 +362,9 @@ impl Admin for AdminService {
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         let id = req.into_inner().id;
         let shard = self.leader()?;
+        if Self::member_list(&shard).iter().any(|m| m.id == id) {
+            self.drain(&shard, id).await?;
+        }
         let change = match Self::member_list(&shard).iter().find(|m| m.id == id) {
             // Idempotent: already gone (perhaps by this very request, resent).
             None => {
@@ -246,8 +380,180 @@ impl Admin for AdminService {
             .change_membership(change, false)
             .await
             .map_err(|e| shard.write_error(e))?;
+        // The node is gone: it need not be marked draining any more.
+        if let Some((map, version)) = meta::read_map(&shard)?
+            && map.is_draining(id)
+        {
+            let mut next = map.next_epoch();
+            next.draining.retain(|n| *n != id);
+            meta::propose_map(&shard, Some(version), &next).await?;
+        }
         Ok(Response::new(MemberRemoveResponse {
             members: Self::member_list(&shard),
+        }))
+    }
+
+    async fn shard_list(
+        &self,
+        _req: Request<ShardListRequest>,
+    ) -> Result<Response<ShardListResponse>, Status> {
+        Ok(Response::new(shard_list::gather(&self.node).await?))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let r = req.into_inner();
+        if r.shard == META_GROUP {
+            return Err(Error::InvalidArgument("shard ids start at 1".into()).into());
+        }
+        let shard = self
+            .node
+            .shard(r.shard)
+            .map_err(|_| self.not_here(r.shard))?;
+        let shard = Self::led(shard, self.node.id())?;
+        if r.to == self.node.id() {
+            return Ok(Response::new(TransferLeaderResponse { leader_id: r.to }));
+        }
+        let voters: BTreeSet<u64> = {
+            let m = shard.raft.metrics().borrow_watched().clone();
+            m.membership_config.membership().voter_ids().collect()
+        };
+        if !voters.contains(&r.to) {
+            return Err(Error::Rejected(format!(
+                "node {} holds no voting replica of shard {} (voters: {voters:?})",
+                r.to, r.shard
+            ))
+            .into());
+        }
+        shard
+            .raft
+            .trigger()
+            .transfer_leader(r.to)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let mut metrics = shard.raft.metrics();
+        let moved = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if metrics.borrow_watched().current_leader == Some(r.to) {
+                    return true;
+                }
+                if metrics.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await;
+        match moved {
+            Ok(true) => Ok(Response::new(TransferLeaderResponse { leader_id: r.to })),
+            _ => Err(Error::Unavailable(format!(
+                "node {} did not take over shard {} in time",
+                r.to, r.shard
+            ))
+            .into()),
+        }
+    }
+
+    async fn move_replica(
+        &self,
+        req: Request<MoveReplicaRequest>,
+    ) -> Result<Response<MoveReplicaResponse>, Status> {
+        let r = req.into_inner();
+        if r.shard == META_GROUP {
+            return Err(Error::InvalidArgument("shard ids start at 1".into()).into());
+        }
+        let shard = self
+            .node
+            .shard(r.shard)
+            .map_err(|_| self.not_here(r.shard))?;
+        let shard = Self::led(shard, self.node.id())?;
+        let membership = || {
+            let m = shard.raft.metrics().borrow_watched().clone();
+            let config = m.membership_config.membership().clone();
+            let voters: BTreeSet<u64> = config.voter_ids().collect();
+            let nodes: BTreeSet<u64> = config.nodes().map(|(id, _)| *id).collect();
+            (voters, nodes)
+        };
+        if r.add != 0 && !membership().1.contains(&r.add) {
+            if r.add_addr.is_empty() {
+                return Err(
+                    Error::InvalidArgument("a replica to add needs its address".into()).into(),
+                );
+            }
+            let add = shard
+                .raft
+                .add_learner(r.add, Node { addr: r.add_addr }, true);
+            match tokio::time::timeout(CATCH_UP_TIMEOUT, add).await {
+                Ok(result) => {
+                    result.map_err(|e| shard.write_error(e))?;
+                }
+                Err(_) => {
+                    return Err(Error::Unavailable(format!(
+                        "node {} did not catch up with shard {} within {CATCH_UP_TIMEOUT:?}",
+                        r.add, r.shard
+                    ))
+                    .into());
+                }
+            }
+        }
+        let (voters, _) = membership();
+        let mut want = voters.clone();
+        if r.add != 0 {
+            want.insert(r.add);
+        }
+        if r.remove != 0 {
+            want.remove(&r.remove);
+        }
+        if want.is_empty() {
+            return Err(
+                Error::Rejected(format!("shard {} would have no replica left", r.shard)).into(),
+            );
+        }
+        if want != voters {
+            shard
+                .raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(want.clone()), false)
+                .await
+                .map_err(|e| shard.write_error(e))?;
+        }
+        Ok(Response::new(MoveReplicaResponse {
+            voters: want.into_iter().collect(),
+        }))
+    }
+
+    async fn create_shards(
+        &self,
+        req: Request<CreateShardsRequest>,
+    ) -> Result<Response<CreateShardsResponse>, Status> {
+        let r = req.into_inner();
+        let meta = self.leader()?;
+        let nodes = meta::members(&meta);
+        let map = match meta::read_map(&meta)? {
+            Some((map, _)) if map.shards.len() == r.shards as usize => map,
+            Some((map, _)) => {
+                return Err(Error::Rejected(format!(
+                    "the cluster already has {} shards",
+                    map.shards.len()
+                ))
+                .into());
+            }
+            None => {
+                let map = ShardMap::new(r.shards, r.replication, &r.nodes)
+                    .map_err(Error::InvalidArgument)?;
+                if let Some(unknown) = r.nodes.iter().find(|n| !nodes.contains_key(n)) {
+                    return Err(
+                        Error::InvalidArgument(format!("node {unknown} is not a member")).into(),
+                    );
+                }
+                if !meta::propose_map(&meta, None, &map).await? {
+                    return Err(Error::Unavailable("the shard map changed; retry".into()).into());
+                }
+                map
+            }
+        };
+        Ok(Response::new(CreateShardsResponse {
+            map: Some(islab_proto::v1::ShardMap::from_map(&map, &nodes)),
         }))
     }
 
@@ -255,43 +561,49 @@ impl Admin for AdminService {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let stats = self.node.wal.stats();
-        let groups = self
-            .node
-            .shards()
-            .iter()
-            .map(|shard| {
-                let m = shard.raft.metrics().borrow_watched().clone();
-                let store = shard.store.current();
-                let (members, _) = members(shard);
-                let wal_state = self.node.wal.log_state(shard.group);
-                GroupStatus {
-                    group_id: shard.group,
-                    role: format!("{:?}", m.state).to_lowercase(),
-                    leader_id: m.current_leader.unwrap_or(0),
-                    leader_addr: shard.leader_addr().unwrap_or_default(),
-                    term: m.current_term,
-                    last_log_index: m.last_log_index.unwrap_or(0),
-                    commit_index: m.local_committed.map_or(0, |c| c.index),
-                    applied_index: m.last_applied.map_or(0, |a| a.index),
-                    checkpoint_index: m.snapshot.map_or(0, |s| s.index),
-                    purged_index: wal_state.purged.map_or(0, |p| p.index),
-                    keys: store.user_keys(),
-                    bytes: store.user_bytes(),
-                    members,
-                }
-            })
-            .collect();
-        Ok(Response::new(StatusResponse {
-            node_id: self.node.id(),
-            addr: self.node.advertise.clone(),
-            cluster_id: self.node.cluster.get().unwrap_or_default(),
-            durability: self.node.config.wal.durability.to_string(),
-            wal_bytes: stats.bytes,
-            wal_segments: stats.segments,
-            wal_fsyncs: stats.fsyncs,
-            groups,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        }))
+        Ok(Response::new(local_status(&self.node)))
+    }
+}
+
+/// This node's view of itself and of every group it holds.
+pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
+    let stats = node.wal.stats();
+    let groups = node
+        .shards()
+        .iter()
+        .map(|shard| {
+            let m = shard.raft.metrics().borrow_watched().clone();
+            let store = shard.store.current();
+            let (members, _) = members(shard);
+            let wal_state = node.wal.log_state(shard.group);
+            GroupStatus {
+                group_id: shard.group,
+                role: format!("{:?}", m.state).to_lowercase(),
+                leader_id: m.current_leader.unwrap_or(0),
+                leader_addr: shard.leader_addr().unwrap_or_default(),
+                term: m.current_term,
+                last_log_index: m.last_log_index.unwrap_or(0),
+                commit_index: m.local_committed.map_or(0, |c| c.index),
+                applied_index: m.last_applied.map_or(0, |a| a.index),
+                checkpoint_index: m.snapshot.map_or(0, |s| s.index),
+                purged_index: wal_state.purged.map_or(0, |p| p.index),
+                keys: store.user_keys(),
+                bytes: store.user_bytes(),
+                members,
+                ops_per_sec: shard.ops_per_sec(),
+            }
+        })
+        .collect();
+    StatusResponse {
+        node_id: node.id(),
+        addr: node.advertise.clone(),
+        cluster_id: node.cluster.get().unwrap_or_default(),
+        durability: node.config.wal.durability.to_string(),
+        wal_bytes: stats.bytes,
+        wal_segments: stats.segments,
+        wal_fsyncs: stats.fsyncs,
+        groups,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        epoch: node.map().map_or(0, |m| m.epoch),
     }
 }

@@ -55,6 +55,14 @@ pub enum Error {
     #[error("no group {0} on this node")]
     NoSuchGroup(u64),
 
+    /// The request was routed with an older shard map than this node's; `map` is the newer
+    /// one, returned to the client.
+    #[error("shard map epoch {theirs} is stale: this node has epoch {}", map.epoch)]
+    StaleEpoch {
+        theirs: u64,
+        map: Box<islab_proto::v1::ShardMap>,
+    },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -67,12 +75,21 @@ impl From<Error> for Status {
         let code = match &e {
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
             Error::TooLarge(_) => Code::ResourceExhausted,
-            Error::Rejected(_) | Error::WrongCluster { .. } => Code::FailedPrecondition,
+            Error::Rejected(_) | Error::WrongCluster { .. } | Error::StaleEpoch { .. } => {
+                Code::FailedPrecondition
+            }
             Error::NotLeader { .. } | Error::Unavailable(_) => Code::Unavailable,
             Error::NoSuchGroup(_) => Code::NotFound,
             _ => Code::Internal,
         };
         let mut status = Status::new(code, e.to_string());
+        if let Error::StaleEpoch { map, .. } = &e {
+            let encoded = prost::Message::encode_to_vec(map.as_ref());
+            status.metadata_mut().insert_bin(
+                islab_proto::SHARD_MAP_METADATA,
+                tonic::metadata::MetadataValue::from_bytes(&encoded),
+            );
+        }
         if let Error::NotLeader {
             leader: Some(leader),
         } = &e

@@ -1,8 +1,11 @@
 //! `islab.v1.Kv`: the data API.
 //!
-//! Writes become Raft proposals on the data group (a follower answers UNAVAILABLE with the
-//! leader's address in `islab-leader`); linearizable reads wait for a read index, serializable
-//! reads are served from this replica's memory at once. A value whose expiry has passed is
+//! Every key is routed to its shard by this node's copy of the shard map. Writes become Raft
+//! proposals on the shard's group (a follower, or a node without a replica, answers
+//! UNAVAILABLE with the address of the leader or of a replica in `islab-leader`);
+//! linearizable reads wait for a read index, serializable reads are served from this
+//! replica's memory at once. A request whose `islab-epoch` is older than this node's map is
+//! answered with the map (see `Error::StaleEpoch`). A value whose expiry has passed is
 //! invisible.
 
 use std::sync::Arc;
@@ -12,14 +15,17 @@ use bytes::Bytes;
 use islab_proto::v1::kv_server::Kv;
 use islab_proto::v1::{
     BatchOp, BatchRequest, BatchResponse, CompareAndSwapRequest, CompareAndSwapResponse,
-    DeleteRequest, DeleteResponse, GetRequest, GetResponse, KeyValue, OpResult, PutRequest,
-    PutResponse, ReadConsistency, ScanRequest, ScanResponse, WriteId as ProtoWriteId, batch_op,
+    DeleteRequest, DeleteResponse, GetRequest, GetResponse, GetShardMapRequest,
+    GetShardMapResponse, KeyValue, OpResult, PutRequest, PutResponse, ReadConsistency, ScanRequest,
+    ScanResponse, ShardMap as ProtoShardMap, WriteId as ProtoWriteId, batch_op,
 };
+use islab_shardmap::{ShardInfo, ShardMap};
 use islab_storage::{Command, Request, Response, Versioned, WriteId};
+use tonic::metadata::MetadataMap;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use crate::error::{Error, Result};
-use crate::node_state::{DATA_GROUP, NodeState};
+use crate::node_state::NodeState;
 use crate::shard::Shard;
 use crate::validate;
 
@@ -52,6 +58,14 @@ fn live(v: Versioned) -> Option<Versioned> {
     }
 }
 
+/// The key a single-key command touches.
+fn single_key(cmd: &Command) -> Option<&Bytes> {
+    match cmd {
+        Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => Some(key),
+        Command::Batch(_) => None,
+    }
+}
+
 fn unexpected(r: Response) -> Error {
     match r {
         Response::Rejected { reason } => Error::Rejected(reason),
@@ -60,7 +74,9 @@ fn unexpected(r: Response) -> Error {
 }
 
 impl KvService {
-    fn shard(&self) -> Result<Arc<Shard>> {
+    /// The shard map, once this node is in an initialised cluster and has the map; checks
+    /// the request's epoch against it.
+    fn map(&self, metadata: &MetadataMap) -> Result<Arc<ShardMap>> {
         if self.node.cluster.get().is_none() {
             // Retryable: right after init, a follower may not have heard from the leader yet.
             return Err(Error::Unavailable(
@@ -68,17 +84,67 @@ impl KvService {
                     .into(),
             ));
         }
-        self.node.shard(DATA_GROUP)
+        let map = self.node.map().ok_or_else(|| {
+            Error::Unavailable("the shard map has not reached this node yet".into())
+        })?;
+        if let Some(theirs) = metadata.get(islab_proto::EPOCH_METADATA) {
+            let theirs: u64 = theirs
+                .to_str()
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "{} must be a decimal epoch",
+                        islab_proto::EPOCH_METADATA
+                    ))
+                })?;
+            if theirs < map.epoch {
+                return Err(Error::StaleEpoch {
+                    theirs,
+                    map: Box::new(ProtoShardMap::from_map(&map, &self.node.nodes())),
+                });
+            }
+        }
+        Ok(map)
     }
 
-    async fn propose(&self, id: Option<WriteId>, command: Command) -> Result<(Response, u64)> {
-        let shard = self.shard()?;
+    /// The local replica of `info`, or a redirect to a node that has one.
+    fn replica(&self, info: &ShardInfo) -> Result<Arc<Shard>> {
+        if let Ok(shard) = self.node.shard(info.id) {
+            return Ok(shard);
+        }
+        let nodes = self.node.nodes();
+        let elsewhere = info
+            .replicas
+            .iter()
+            .filter(|r| **r != self.node.id())
+            .find_map(|r| nodes.get(r).cloned());
+        match elsewhere {
+            Some(addr) => Err(Error::NotLeader { leader: Some(addr) }),
+            None => Err(Error::Unavailable(format!(
+                "shard {} has no replica this node knows of",
+                info.id
+            ))),
+        }
+    }
+
+    /// The local replica of the shard holding `key`.
+    fn route(&self, key: &[u8], metadata: &MetadataMap) -> Result<Arc<Shard>> {
+        let map = self.map(metadata)?;
+        self.replica(map.shard_of_key(key))
+    }
+
+    async fn propose(
+        &self,
+        shard: &Shard,
+        id: Option<WriteId>,
+        command: Command,
+    ) -> Result<(Response, u64)> {
         let (response, log_id) = shard.write(Request { id, command }).await?;
         Ok((response, log_id.index))
     }
 
-    async fn read_shard(&self, consistency: i32) -> Result<Arc<Shard>> {
-        let shard = self.shard()?;
+    async fn read(&self, shard: Arc<Shard>, consistency: i32) -> Result<Arc<Shard>> {
         match ReadConsistency::try_from(consistency) {
             Ok(ReadConsistency::Linearizable) => shard.linearizable().await?,
             Ok(ReadConsistency::Serializable) => {}
@@ -136,25 +202,27 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn put(&self, req: GrpcRequest<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
-        let r = req.into_inner();
+        let (metadata, _, r) = req.into_parts();
         let limits = &self.node.config.limits;
         validate::key(limits, &r.key)?;
         validate::value(limits, &r.value)?;
+        let shard = self.route(&r.key, &metadata)?;
         let command = Command::Put {
             key: r.key,
             value: r.value,
             expires_at: expiry(r.ttl_ms),
         };
-        match self.propose(write_id(r.id), command).await? {
+        match self.propose(&shard, write_id(r.id), command).await? {
             (Response::Put { version }, _) => Ok(GrpcResponse::new(PutResponse { version })),
             (other, _) => Err(unexpected(other).into()),
         }
     }
 
     async fn get(&self, req: GrpcRequest<GetRequest>) -> Result<GrpcResponse<GetResponse>, Status> {
-        let r = req.into_inner();
+        let (metadata, _, r) = req.into_parts();
         validate::key(&self.node.config.limits, &r.key)?;
-        let shard = self.read_shard(r.consistency).await?;
+        let shard = self.route(&r.key, &metadata)?;
+        let shard = self.read(shard, r.consistency).await?;
         let found = shard.store.current().get(&r.key).and_then(live);
         Ok(GrpcResponse::new(match found {
             Some(v) => GetResponse {
@@ -170,10 +238,11 @@ impl Kv for KvService {
         &self,
         req: GrpcRequest<DeleteRequest>,
     ) -> Result<GrpcResponse<DeleteResponse>, Status> {
-        let r = req.into_inner();
+        let (metadata, _, r) = req.into_parts();
         validate::key(&self.node.config.limits, &r.key)?;
+        let shard = self.route(&r.key, &metadata)?;
         match self
-            .propose(write_id(r.id), Command::Delete { key: r.key })
+            .propose(&shard, write_id(r.id), Command::Delete { key: r.key })
             .await?
         {
             (Response::Delete { existed }, _) => Ok(GrpcResponse::new(DeleteResponse { existed })),
@@ -185,7 +254,7 @@ impl Kv for KvService {
         &self,
         req: GrpcRequest<ScanRequest>,
     ) -> Result<GrpcResponse<ScanResponse>, Status> {
-        let r = req.into_inner();
+        let (metadata, _, r) = req.into_parts();
         let limits = &self.node.config.limits;
         let limit = match r.limit as usize {
             0 => limits.default_scan_limit,
@@ -198,7 +267,21 @@ impl Kv for KvService {
             }
             n => n,
         };
-        let shard = self.read_shard(r.consistency).await?;
+        let map = self.map(&metadata)?;
+        let info = match (r.shard, map.shards.len()) {
+            (0, 1) => &map.shards[0],
+            (0, n) => {
+                return Err(Error::InvalidArgument(format!(
+                    "a scan must name its shard: this cluster has {n} (the SDK scans them all)"
+                ))
+                .into());
+            }
+            (id, _) => map
+                .shard(id)
+                .ok_or_else(|| Error::InvalidArgument(format!("there is no shard {id}")))?,
+        };
+        let shard = self.replica(info)?;
+        let shard = self.read(shard, r.consistency).await?;
         let store = shard.store.current();
         // A page visits every key of the shard: off the async workers.
         let (items, more) = tokio::task::spawn_blocking(move || {
@@ -236,7 +319,7 @@ impl Kv for KvService {
         &self,
         req: GrpcRequest<BatchRequest>,
     ) -> Result<GrpcResponse<BatchResponse>, Status> {
-        let r = req.into_inner();
+        let (metadata, _, r) = req.into_parts();
         let limits = &self.node.config.limits;
         validate::batch(limits, r.ops.len(), 0)?;
         let mut commands = Vec::with_capacity(r.ops.len());
@@ -247,8 +330,36 @@ impl Kv for KvService {
             commands.push(cmd);
         }
         validate::batch(limits, commands.len(), bytes)?;
+        let map = self.map(&metadata)?;
+        let mut info: Option<(&ShardInfo, &Bytes)> = None;
+        for cmd in &commands {
+            let Some(key) = single_key(cmd) else {
+                return Err(Error::InvalidArgument("a batch cannot nest batches".into()).into());
+            };
+            let here = map.shard_of_key(key);
+            match info {
+                None => info = Some((here, key)),
+                Some((first, first_key)) if first.id != here.id => {
+                    return Err(Error::InvalidArgument(format!(
+                        "a batch is atomic within one shard, and its keys span shards {} ({:?}) \
+                         and {} ({:?}): give keys that must change together a common hash tag, \
+                         like {{user42}}:name and {{user42}}:cart",
+                        first.id,
+                        String::from_utf8_lossy(first_key),
+                        here.id,
+                        String::from_utf8_lossy(key)
+                    ))
+                    .into());
+                }
+                Some(_) => {}
+            }
+        }
+        let Some((info, _)) = info else {
+            return Err(Error::InvalidArgument("an empty batch".into()).into());
+        };
+        let shard = self.replica(info)?;
         match self
-            .propose(write_id(r.id), Command::Batch(commands))
+            .propose(&shard, write_id(r.id), Command::Batch(commands))
             .await?
         {
             (Response::Batch(results), version) => Ok(GrpcResponse::new(BatchResponse {
@@ -280,17 +391,18 @@ impl Kv for KvService {
         &self,
         req: GrpcRequest<CompareAndSwapRequest>,
     ) -> Result<GrpcResponse<CompareAndSwapResponse>, Status> {
-        let r = req.into_inner();
+        let (metadata, _, r) = req.into_parts();
         let limits = &self.node.config.limits;
         validate::key(limits, &r.key)?;
         validate::value(limits, &r.value)?;
+        let shard = self.route(&r.key, &metadata)?;
         let command = Command::Cas {
             key: r.key,
             expected: r.expected_version,
             value: r.value,
             expires_at: expiry(r.ttl_ms),
         };
-        match self.propose(write_id(r.id), command).await? {
+        match self.propose(&shard, write_id(r.id), command).await? {
             (Response::Cas { succeeded, current }, _) => {
                 Ok(GrpcResponse::new(CompareAndSwapResponse {
                     succeeded,
@@ -299,5 +411,16 @@ impl Kv for KvService {
             }
             (other, _) => Err(unexpected(other).into()),
         }
+    }
+
+    async fn get_shard_map(
+        &self,
+        _req: GrpcRequest<GetShardMapRequest>,
+    ) -> Result<GrpcResponse<GetShardMapResponse>, Status> {
+        let map = self
+            .node
+            .map()
+            .map(|m| ProtoShardMap::from_map(&m, &self.node.nodes()));
+        Ok(GrpcResponse::new(GetShardMapResponse { map }))
     }
 }

@@ -20,17 +20,22 @@
 mod admin_service;
 mod cluster_id;
 mod config;
+mod controller;
 mod error;
 mod kv_service;
+mod meta;
 mod network;
 mod node;
 mod node_state;
 mod read_batcher;
+mod reconciler;
 mod shard;
+mod shard_list;
 mod transport_service;
 mod validate;
 
+pub use admin_service::{DEFAULT_REPLICATION, DEFAULT_SHARDS};
 pub use config::{Limits, NodeConfig, RaftTiming};
 pub use error::{Error, Result};
 pub use node::{Node, NodeHandle};
-pub use node_state::DATA_GROUP;
+pub use node_state::META_GROUP;

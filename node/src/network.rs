@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::Stream;
 use islab_proto::raft::v1::transport_client::TransportClient;
 use islab_proto::raft::v1::{RaftReply, RaftRequest, SnapshotChunk};
+use islab_proto::v1::admin_client::AdminClient;
 use islab_raft::{Node, NodeId, Snapshot, TypeConfig, Vote};
 use islab_storage::{Checkpoint, GroupId, codec};
 use openraft::OptionalSend;
@@ -48,9 +49,21 @@ impl Peers {
         }
     }
 
-    /// A client for the node at `addr` (`host:port`), on its shared channel.
+    /// A Raft transport client for the node at `addr` (`host:port`), on its shared channel.
     pub fn client(&self, addr: &str) -> Result<TransportClient<Channel>, String> {
-        let channel = {
+        Ok(TransportClient::new(self.channel(addr)?)
+            .max_decoding_message_size(self.max_message)
+            .max_encoding_message_size(self.max_message))
+    }
+
+    /// An Admin client for the node at `addr`, on the same shared channel.
+    pub fn admin(&self, addr: &str) -> Result<AdminClient<Channel>, String> {
+        Ok(AdminClient::new(self.channel(addr)?).max_decoding_message_size(self.max_message))
+    }
+
+    /// The one HTTP/2 channel to the node at `addr`, made on first use.
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        Ok({
             let mut channels = self.channels.lock().unwrap();
             match channels.get(addr) {
                 Some(c) => c.clone(),
@@ -65,10 +78,7 @@ impl Peers {
                     c
                 }
             }
-        };
-        Ok(TransportClient::new(channel)
-            .max_decoding_message_size(self.max_message)
-            .max_encoding_message_size(self.max_message))
+        })
     }
 }
 

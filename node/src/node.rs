@@ -3,8 +3,11 @@
 //! ```text
 //! Node::start(config)
 //!   validate config → lock the data dir → catalog (node id, cluster id) → open the WAL
-//!   → start each group's Raft (log store on the WAL, state machine, network)
+//!   → start the meta group and every group the WAL has a log of (log store on the WAL,
+//!     state machine, network)
 //!   → bind the listener → serve Kv, Admin, Transport, health, reflection
+//!   → the reconciler (groups follow the shard map) and the controller (moves replicas and
+//!     leaders while this node leads the meta group)
 //! NodeHandle::shutdown()
 //!   stop accepting → shut every Raft group down → flush and stop the WAL
 //! ```
@@ -16,10 +19,7 @@ use std::time::Duration;
 use islab_proto::raft::v1::transport_server::TransportServer;
 use islab_proto::v1::admin_server::AdminServer;
 use islab_proto::v1::kv_server::KvServer;
-use islab_raft::{LogStore, Raft, StateMachine};
-use islab_storage::{Catalog, DataDir, GroupId, MemStore, Wal};
-use openraft::SnapshotPolicy;
-use openraft::async_runtime::WatchReceiver;
+use islab_storage::{Catalog, DataDir, Wal};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -30,11 +30,9 @@ use crate::cluster_id::ClusterId;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::kv_service::KvService;
-use crate::network::{NetworkFactory, Peers};
-use crate::node_state::{DATA_GROUP, NodeState};
-use crate::read_batcher::ReadBatcher;
-use crate::shard::Shard;
+use crate::node_state::{META_GROUP, NodeState};
 use crate::transport_service::TransportService;
+use crate::{controller, reconciler};
 
 /// Entry point: [`Node::start`].
 pub struct Node;
@@ -45,8 +43,6 @@ pub struct NodeHandle {
     addr: SocketAddr,
     state: Arc<NodeState>,
     stop: CancellationToken,
-    /// Why a group stopped for good (a failed WAL write or fsync, say), if one did.
-    fatal: Arc<std::sync::Mutex<Option<String>>>,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
 }
 
@@ -101,16 +97,19 @@ impl Node {
             wal,
             data_dir,
         ));
-        let peers = Peers::new(config.limits.max_message_bytes());
-        let shard = start_group(&state, &peers, DATA_GROUP).await?;
-        state.add_shard(shard);
-
-        let stop = CancellationToken::new();
-        let fatal = Arc::new(std::sync::Mutex::new(None));
-        for shard in state.shards() {
-            tokio::spawn(watch_fatal(shard, stop.clone(), fatal.clone()));
+        state.start_group(META_GROUP).await?;
+        // Every group with a log here restarts at once, before the map is read, so a replica
+        // that restarts serves its shard as soon as it can.
+        for group in state.wal.groups() {
+            if group != META_GROUP {
+                state.start_group(group).await?;
+            }
         }
+
+        let stop = state.stop.clone();
         let server = tokio::spawn(serve(state.clone(), listener, stop.clone()));
+        tokio::spawn(reconciler::run(state.clone()));
+        tokio::spawn(controller::run(state.clone()));
         tracing::info!(
             node = config.id,
             %addr,
@@ -123,41 +122,8 @@ impl Node {
             addr,
             state,
             stop,
-            fatal,
             server: Some(server),
         })
-    }
-}
-
-/// A group whose Raft stopped for good (its storage failed: the WAL refuses everything after a
-/// failed fsync) cannot serve again in this process. Rather than linger as a node that answers
-/// health checks but nothing else, the node stops serving, so `islab server` exits non-zero and
-/// a supervisor restarts it — recovery then starts from what is on disk.
-async fn watch_fatal(
-    shard: Arc<Shard>,
-    stop: CancellationToken,
-    fatal: Arc<std::sync::Mutex<Option<String>>>,
-) {
-    let mut metrics = shard.raft.metrics();
-    loop {
-        let failed = match &metrics.borrow_watched().running_state {
-            Ok(()) => None,
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(reason) = failed {
-            if stop.is_cancelled() {
-                return; // an orderly shutdown also ends the group
-            }
-            let reason = format!("group {} stopped: {reason}", shard.group);
-            tracing::error!(%reason, "stopping the node");
-            *fatal.lock().unwrap() = Some(reason);
-            stop.cancel();
-            return;
-        }
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            _ = stop.cancelled() => return,
-        }
     }
 }
 
@@ -168,51 +134,6 @@ fn clear_incoming(data_dir: &DataDir) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-async fn start_group(state: &Arc<NodeState>, peers: &Peers, group: GroupId) -> Result<Arc<Shard>> {
-    let config = &state.config;
-    let log_store = LogStore::new(group, state.wal.clone());
-    let checkpoint_dir = state.data_dir.checkpoint_dir(group)?;
-    let state_machine = StateMachine::new(group, Arc::new(MemStore::new()), checkpoint_dir)?;
-    let store = state_machine.store();
-    let raft_config = openraft::Config {
-        cluster_name: "islab".into(),
-        heartbeat_interval: config.raft.heartbeat_ms,
-        election_timeout_min: config.raft.election_timeout_min_ms,
-        election_timeout_max: config.raft.election_timeout_max_ms,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_after_entries),
-        max_in_snapshot_log_to_keep: config.raft.keep_entries_after_snapshot,
-        max_payload_entries: 1024,
-        ..Default::default()
-    }
-    .validate()
-    .map_err(|e| Error::Config(format!("raft: {e}")))?;
-    let network = NetworkFactory {
-        group,
-        from: config.id,
-        peers: peers.clone(),
-        cluster: state.cluster.clone(),
-        rpc_timeout: Duration::from_millis(config.raft.election_timeout_min_ms),
-    };
-    let raft = Raft::new(
-        config.id,
-        Arc::new(raft_config),
-        network,
-        log_store,
-        state_machine,
-    )
-    .await
-    .map_err(|e| Error::RaftStart {
-        group,
-        reason: e.to_string(),
-    })?;
-    Ok(Arc::new(Shard {
-        group,
-        raft,
-        store,
-        reads: ReadBatcher::default(),
-    }))
 }
 
 async fn serve(
@@ -309,7 +230,7 @@ impl NodeHandle {
             None => Ok(()),
         };
         self.server = None;
-        if let Some(reason) = self.fatal.lock().unwrap().clone() {
+        if let Some(reason) = self.state.fatal.lock().unwrap().clone() {
             return Err(Error::Unavailable(reason));
         }
         served

@@ -1,18 +1,28 @@
-//! What the services share: the node's identity, its WAL and its registry of groups.
+//! What the services share: the node's identity, its WAL, its registry of groups and its copy
+//! of the shard map.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use islab_storage::{DataDir, GroupId, Wal};
+use islab_raft::{LogStore, Raft, StateMachine};
+use islab_shardmap::ShardMap;
+use islab_storage::{DataDir, GroupId, MemStore, Wal};
+use openraft::SnapshotPolicy;
+use openraft::async_runtime::WatchReceiver;
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster_id::ClusterId;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
+use crate::network::{NetworkFactory, Peers};
+use crate::read_batcher::ReadBatcher;
 use crate::shard::Shard;
 
-/// The group that holds the data while the cluster has one shard.
-pub const DATA_GROUP: GroupId = 1;
+/// The meta group: it replicates the node list (its membership) and the shard map. Every node
+/// is a member; data shards are groups 1 and up.
+pub const META_GROUP: GroupId = 0;
 
 pub(crate) struct NodeState {
     pub config: Arc<NodeConfig>,
@@ -21,7 +31,16 @@ pub(crate) struct NodeState {
     pub cluster: ClusterId,
     pub wal: Wal,
     pub data_dir: DataDir,
+    pub peers: Peers,
+    /// Cancelled when the node stops (asked to, or because a group failed for good).
+    pub stop: CancellationToken,
+    /// Why a group stopped for good, if one did.
+    pub fatal: Mutex<Option<String>>,
     groups: RwLock<HashMap<GroupId, Arc<Shard>>>,
+    /// This node's copy of the shard map, from the meta group; `None` before init.
+    map: RwLock<Option<Arc<ShardMap>>>,
+    /// Node id → address, from the meta group's membership.
+    nodes: RwLock<Arc<BTreeMap<u64, String>>>,
 }
 
 impl NodeState {
@@ -32,22 +51,24 @@ impl NodeState {
         wal: Wal,
         data_dir: DataDir,
     ) -> NodeState {
+        let peers = Peers::new(config.limits.max_message_bytes());
         NodeState {
             config,
             advertise,
             cluster,
             wal,
             data_dir,
+            peers,
+            stop: CancellationToken::new(),
+            fatal: Mutex::new(None),
             groups: RwLock::default(),
+            map: RwLock::default(),
+            nodes: RwLock::default(),
         }
     }
 
     pub fn id(&self) -> u64 {
         self.config.id
-    }
-
-    pub fn add_shard(&self, shard: Arc<Shard>) {
-        self.groups.write().unwrap().insert(shard.group, shard);
     }
 
     pub fn shard(&self, group: GroupId) -> Result<Arc<Shard>> {
@@ -59,10 +80,42 @@ impl NodeState {
             .ok_or(Error::NoSuchGroup(group))
     }
 
+    pub fn meta(&self) -> Result<Arc<Shard>> {
+        self.shard(META_GROUP)
+    }
+
     pub fn shards(&self) -> Vec<Arc<Shard>> {
         let mut shards: Vec<_> = self.groups.read().unwrap().values().cloned().collect();
         shards.sort_by_key(|s| s.group);
         shards
+    }
+
+    /// The shard map as this node knows it.
+    pub fn map(&self) -> Option<Arc<ShardMap>> {
+        self.map.read().unwrap().clone()
+    }
+
+    /// Installs `map` if it is newer than the one held.
+    pub fn set_map(&self, map: ShardMap) -> bool {
+        let mut held = self.map.write().unwrap();
+        if held.as_ref().is_some_and(|h| h.epoch >= map.epoch) {
+            return false;
+        }
+        tracing::info!(epoch = map.epoch, "shard map installed");
+        *held = Some(Arc::new(map));
+        true
+    }
+
+    /// Node id → address of every member.
+    pub fn nodes(&self) -> Arc<BTreeMap<u64, String>> {
+        self.nodes.read().unwrap().clone()
+    }
+
+    pub fn set_nodes(&self, nodes: BTreeMap<u64, String>) {
+        let mut held = self.nodes.write().unwrap();
+        if **held != nodes {
+            *held = Arc::new(nodes);
+        }
     }
 
     /// Where an incoming snapshot of `group` is received before it is installed.
@@ -71,5 +124,110 @@ impl NodeState {
             .root()
             .join("incoming")
             .join(format!("{group}-{:016x}.ckpt", rand::random::<u64>()))
+    }
+
+    /// Starts `group`'s Raft on this node (its log from the WAL, its state from its latest
+    /// checkpoint) unless it is running already.
+    pub async fn start_group(self: &Arc<Self>, group: GroupId) -> Result<Arc<Shard>> {
+        if let Ok(shard) = self.shard(group) {
+            return Ok(shard);
+        }
+        let config = &self.config;
+        let log_store = LogStore::new(group, self.wal.clone());
+        let checkpoint_dir = self.data_dir.checkpoint_dir(group)?;
+        let state_machine = StateMachine::new(group, Arc::new(MemStore::new()), checkpoint_dir)?;
+        let store = state_machine.store();
+        let raft_config = openraft::Config {
+            cluster_name: "islab".into(),
+            heartbeat_interval: config.raft.heartbeat_ms,
+            election_timeout_min: config.raft.election_timeout_min_ms,
+            election_timeout_max: config.raft.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: config.raft.keep_entries_after_snapshot,
+            max_payload_entries: 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(format!("raft: {e}")))?;
+        let network = NetworkFactory {
+            group,
+            from: config.id,
+            peers: self.peers.clone(),
+            cluster: self.cluster.clone(),
+            rpc_timeout: Duration::from_millis(config.raft.election_timeout_min_ms),
+        };
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| Error::RaftStart {
+            group,
+            reason: e.to_string(),
+        })?;
+        let shard = Arc::new(Shard::new(group, raft, store, ReadBatcher::default()));
+        // Two starters racing: keep the first, shut the second down.
+        let (kept, lost) = {
+            let mut groups = self.groups.write().unwrap();
+            match groups.get(&group) {
+                Some(existing) => (existing.clone(), Some(shard)),
+                None => {
+                    groups.insert(group, shard.clone());
+                    (shard, None)
+                }
+            }
+        };
+        if let Some(lost) = lost {
+            let _ = lost.raft.shutdown().await;
+        } else {
+            tokio::spawn(watch_fatal(self.clone(), kept.clone()));
+            tracing::info!(group, "group started");
+        }
+        Ok(kept)
+    }
+
+    /// Stops `group` on this node (it no longer holds a replica). Its log stays in the WAL
+    /// and its checkpoints on disk.
+    pub async fn stop_group(&self, group: GroupId) {
+        let shard = self.groups.write().unwrap().remove(&group);
+        if let Some(shard) = shard {
+            shard.stopping.cancel();
+            if let Err(e) = shard.raft.shutdown().await {
+                tracing::warn!(group, error = %e, "raft shutdown");
+            }
+            tracing::info!(group, "group stopped: no replica here any more");
+        }
+    }
+}
+
+/// A group whose Raft stopped for good (its storage failed: the WAL refuses everything after a
+/// failed fsync) cannot serve again in this process. Rather than linger as a node that answers
+/// health checks but nothing else, the node stops serving, so `islab server` exits non-zero and
+/// a supervisor restarts it — recovery then starts from what is on disk.
+async fn watch_fatal(state: Arc<NodeState>, shard: Arc<Shard>) {
+    let mut metrics = shard.raft.metrics();
+    loop {
+        let failed = match &metrics.borrow_watched().running_state {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = failed {
+            if state.stop.is_cancelled() || shard.stopping.is_cancelled() {
+                return; // an orderly shutdown also ends the group
+            }
+            let reason = format!("group {} stopped: {reason}", shard.group);
+            tracing::error!(%reason, "stopping the node");
+            *state.fatal.lock().unwrap() = Some(reason);
+            state.stop.cancel();
+            return;
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = state.stop.cancelled() => return,
+            _ = shard.stopping.cancelled() => return,
+        }
     }
 }

@@ -1,13 +1,17 @@
 //! One Raft group on this node: its `Raft` handle and its memory store, and the translation of
 //! openraft's answers into this crate's errors.
 //!
-//! The node keeps its groups in a registry keyed by group id (a single data group today; the
-//! sharding work adds many), and every service reaches a group through it.
+//! The node keeps its groups in a registry keyed by group id (the meta group 0 and the data
+//! shards it holds replicas of), and every service reaches a group through it.
+
+use std::sync::Mutex;
+use std::time::Instant;
 
 use islab_raft::{LogId, Raft, StoreSlot, TypeConfig};
 use islab_storage::{GroupId, Request, Response};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::read_batcher::ReadBatcher;
@@ -18,9 +22,62 @@ pub(crate) struct Shard {
     pub raft: Raft,
     pub store: StoreSlot,
     pub reads: ReadBatcher,
+    /// Cancelled when the group is stopped on purpose (its replica moved away).
+    pub stopping: CancellationToken,
+    /// (when, applied index, entries applied per second) at the last sample.
+    rate: Mutex<(Instant, u64, f64)>,
 }
 
 impl Shard {
+    pub fn new(group: GroupId, raft: Raft, store: StoreSlot, reads: ReadBatcher) -> Shard {
+        Shard {
+            group,
+            raft,
+            store,
+            reads,
+            stopping: CancellationToken::new(),
+            rate: Mutex::new((Instant::now(), 0, 0.0)),
+        }
+    }
+
+    /// Entries applied per second, as of the last [`Shard::sample_rate`].
+    pub fn ops_per_sec(&self) -> f64 {
+        self.rate.lock().unwrap().2
+    }
+
+    /// Updates the applied rate; called about once a second.
+    pub fn sample_rate(&self) {
+        let applied = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map_or(0, |l| l.index);
+        let mut rate = self.rate.lock().unwrap();
+        let (at, before, _) = *rate;
+        let secs = at.elapsed().as_secs_f64();
+        if secs >= 0.5 {
+            let per_sec = if before == 0 || applied < before {
+                0.0
+            } else {
+                (applied - before) as f64 / secs
+            };
+            *rate = (Instant::now(), applied, per_sec);
+        }
+    }
+
+    /// Whether the group was ever initialised (a fresh group has no log, no vote, no members).
+    pub fn is_fresh(&self) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.last_log_index.is_none()
+            && m.snapshot.is_none()
+            && m.current_term == 0
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_none()
+    }
     /// The leader's address as this node knows it.
     pub fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics().borrow_watched().clone();

@@ -46,14 +46,17 @@ async fn channel(addr: &str) -> Channel {
         .unwrap()
 }
 
-/// Waits until some node reports itself leader of the data group; returns its index.
+/// Waits until some node reports itself leader of the data shard (group 1); returns its index.
 async fn leader(nodes: &[&NodeHandle]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for (i, n) in nodes.iter().enumerate() {
             let mut admin = AdminClient::new(channel(n.advertise_addr()).await);
             if let Ok(s) = admin.status(StatusRequest {}).await
-                && s.get_ref().groups.iter().any(|g| g.role == "leader")
+                && s.get_ref()
+                    .groups
+                    .iter()
+                    .any(|g| g.group_id == 1 && g.role == "leader")
             {
                 return i;
             }
@@ -95,7 +98,11 @@ async fn three_nodes_replicate_and_redirect() {
         .collect();
     let mut admin = AdminClient::new(channel(n1.advertise_addr()).await);
     let cluster = admin
-        .init(InitRequest { members })
+        .init(InitRequest {
+            members,
+            shards: 1,
+            replication: 3,
+        })
         .await
         .unwrap()
         .into_inner()

@@ -25,3 +25,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// Response metadata key carrying the leader's address on a not-leader error.
 pub const LEADER_METADATA: &str = "islab-leader";
+
+/// Request metadata key carrying the epoch of the client's shard map.
+pub const EPOCH_METADATA: &str = "islab-epoch";
+
+/// Response metadata key (binary) carrying the node's newer shard map, encoded as
+/// `islab.v1.ShardMap`, on a stale-epoch error.
+pub const SHARD_MAP_METADATA: &str = "islab-shard-map-bin";
+
+mod convert;

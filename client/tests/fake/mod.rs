@@ -225,6 +225,15 @@ fn seen(method: &'static str) -> Seen {
 
 #[tonic::async_trait]
 impl Kv for Fake {
+    /// The fake is a cluster of one unsharded group: no map, so the SDK sends every call
+    /// unrouted (not recorded, so call counts stay about the data calls).
+    async fn get_shard_map(
+        &self,
+        _request: Request<GetShardMapRequest>,
+    ) -> Result<Response<GetShardMapResponse>, Status> {
+        Ok(Response::new(GetShardMapResponse { map: None }))
+    }
+
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = request.get_ref().clone();
         let s = Seen {
@@ -406,6 +415,34 @@ impl Kv for Fake {
 
 #[tonic::async_trait]
 impl Admin for Fake {
+    async fn shard_list(
+        &self,
+        _request: Request<ShardListRequest>,
+    ) -> Result<Response<ShardListResponse>, Status> {
+        Err(Status::unimplemented("the fake has no shards"))
+    }
+
+    async fn transfer_leader(
+        &self,
+        _request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        Err(Status::unimplemented("the fake has no shards"))
+    }
+
+    async fn move_replica(
+        &self,
+        _request: Request<MoveReplicaRequest>,
+    ) -> Result<Response<MoveReplicaResponse>, Status> {
+        Err(Status::unimplemented("the fake has no shards"))
+    }
+
+    async fn create_shards(
+        &self,
+        _request: Request<CreateShardsRequest>,
+    ) -> Result<Response<CreateShardsResponse>, Status> {
+        Err(Status::unimplemented("the fake has no shards"))
+    }
+
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let members = request.get_ref().members.clone();
         self.run("Init", &request, seen("Init"), |store| {

@@ -1,0 +1,656 @@
+//! Jepsen-style tests: concurrent clients put, get (linearizable), compare-and-swap and delete
+//! over a few contended keys of a 3-node cluster, every operation recorded in a
+//! [`History`]; a nemesis kills or pauses processes meanwhile; then the faults heal, every key
+//! is read once more, and the history must be linearizable (the per-key checker in
+//! `checker.rs`), no acknowledged write may be lost, every node must hold the same data, and
+//! the cluster must serve a write within 15 s of the heal.
+//!
+//! Scenarios: `kill -9` of the leader (several times), of a follower, of every node at once,
+//! and SIGSTOP of the leader for longer than the election timeout, then SIGCONT.
+//!
+//! - `ISLAB_SEED=<n>` repeats a run's random choices (each scenario prints its seed); the
+//!   timing of a real cluster is not repeatable, so neither is the exact history.
+//! - `ISLAB_LONG=1` runs more clients, longer, with more fault rounds.
+//! - `ISLAB_KEEP_HISTORY=1` saves every history as JSON, not only failing ones (they go to
+//!   `target/tmp/linearizable-<scenario>-<seed>.json`; `History::load` reads them back).
+//!
+//! The scenarios run one at a time (three nodes each is what a 2-core machine carries while
+//! election timeouts hold).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use islab_client::{Client, ClientConfig, ReadConsistency};
+use islab_cluster_tests::checker::{self, Budget};
+use islab_cluster_tests::history::{History, Op, OpKind, OpResult, Outcome, unique_value};
+use islab_cluster_tests::{Cluster, init_tracing, wait_for};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+/// One scenario at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// A write must succeed within this long of the heal.
+const SERVE_AFTER_HEAL: Duration = Duration::from_secs(15);
+
+/// How big a run is.
+struct Settings {
+    name: &'static str,
+    seed: u64,
+    clients: usize,
+    keys: Vec<String>,
+    /// Ok operations required before the first fault (and the least time spent on them).
+    warm_up_ops: usize,
+    warm_up: Duration,
+    /// Ok operations required while a fault lasts and after it heals.
+    progress_ops: usize,
+    /// Fault rounds, for the scenarios that repeat their fault.
+    rounds: usize,
+}
+
+impl Settings {
+    fn new(name: &'static str) -> Settings {
+        let long = std::env::var("ISLAB_LONG").is_ok_and(|v| !v.is_empty() && v != "0");
+        let seed = match std::env::var("ISLAB_SEED") {
+            Ok(s) => s
+                .parse()
+                .unwrap_or_else(|_| panic!("ISLAB_SEED={s} is not a number")),
+            Err(_) => rand::random(),
+        };
+        eprintln!("scenario {name}: seed {seed} (ISLAB_SEED={seed} repeats its random choices)");
+        tracing::info!(name, seed, long, "scenario");
+        Settings {
+            name,
+            seed,
+            clients: if long { 8 } else { 5 },
+            keys: (0..20).map(|i| format!("k{i:02}")).collect(),
+            warm_up_ops: if long { 2000 } else { 500 },
+            warm_up: Duration::from_secs(if long { 10 } else { 2 }),
+            progress_ops: if long { 500 } else { 150 },
+            rounds: if long { 8 } else { 3 },
+        }
+    }
+}
+
+/// A client of the cluster for one workload process: endpoints rotated so clients start at
+/// different nodes; `request_timeout` for one attempt (a paused node holds a request until
+/// then) and a `deadline` after which an operation's outcome is unknown.
+fn workload_client(
+    cluster: &Cluster,
+    index: usize,
+    request_timeout: Duration,
+    deadline: Duration,
+) -> Client {
+    let mut endpoints = cluster.endpoints();
+    let len = endpoints.len();
+    endpoints.rotate_left(index % len);
+    let mut config = ClientConfig::new(endpoints);
+    config.deadline = deadline;
+    config.request_timeout = request_timeout;
+    config.connect_timeout = Duration::from_secs(1);
+    Client::with_config(config).expect("client")
+}
+
+/// One workload process: random operations on random keys until told to stop.
+async fn client_loop(
+    index: usize,
+    client: Client,
+    keys: Vec<String>,
+    seed: u64,
+    history: Arc<History>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut rng =
+        SmallRng::seed_from_u64(seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    // The last version of each key this client heard of: what its CASes expect.
+    let mut seen: HashMap<String, Option<u64>> = HashMap::new();
+    let mut writes = 0u64;
+    while !*stop.borrow() {
+        let key = keys[rng.random_range(0..keys.len())].clone();
+        let roll = rng.random_range(0..100);
+        let kind = if roll < 40 {
+            OpKind::Get
+        } else if roll < 90 {
+            writes += 1;
+            let value = unique_value(index, writes);
+            if roll < 70 {
+                OpKind::Put { value }
+            } else {
+                let known = seen.get(&key).copied().flatten();
+                let expected = match rng.random_range(0..10) {
+                    0..6 => known,
+                    6..8 => None,
+                    _ => Some(known.unwrap_or(0) + 1),
+                };
+                OpKind::Cas { expected, value }
+            }
+        } else {
+            OpKind::Delete
+        };
+        match history.run(index, &client, &key, kind).await {
+            Outcome::Ok(OpResult::Put { version }) => {
+                seen.insert(key, Some(version));
+            }
+            Outcome::Ok(OpResult::Get { found }) => {
+                seen.insert(key, found.map(|(_, v)| v));
+            }
+            Outcome::Ok(OpResult::Cas { current, .. }) => {
+                seen.insert(key, current);
+            }
+            Outcome::Ok(OpResult::Delete { .. }) => {
+                seen.insert(key, None);
+            }
+            Outcome::Failed(e) | Outcome::Unknown(e) => {
+                tracing::debug!(client = index, error = %e, "operation without a result");
+            }
+            Outcome::Pending => unreachable!("run completes the op"),
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..3))).await;
+    }
+}
+
+/// A run: the workload, its history, and the checks at the end.
+struct Run {
+    settings: Settings,
+    history: Arc<History>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    rng: SmallRng,
+    started: Instant,
+    _keep: KeepOnPanic,
+}
+
+/// Saves the history if the test fails (panics) anywhere after the workload began.
+struct KeepOnPanic {
+    history: Arc<History>,
+    name: &'static str,
+}
+
+impl Drop for KeepOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let seed = self.history.seed();
+            let path = history_path(self.name, seed);
+            match self.history.save(&path) {
+                Ok(()) => eprintln!(
+                    "the test failed: history of {} (seed {seed}) saved to {}",
+                    self.name,
+                    path.display()
+                ),
+                Err(e) => eprintln!("could not save the history to {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+impl Run {
+    /// Starts the workload's clients on `cluster`.
+    fn start(cluster: &Cluster, settings: Settings) -> Run {
+        let history = Arc::new(History::new(settings.seed));
+        let (stop, rx) = watch::channel(false);
+        let tasks = (0..settings.clients)
+            .map(|i| {
+                // Client 0 is impatient: during a fault its operations run out of time and
+                // end unknown, which the checker must then place (or drop) itself. Client 1
+                // is patient: a request it sent to a paused leader is still waiting for the
+                // answer when that node resumes (believing it still leads).
+                let (request_timeout, deadline) = match i {
+                    0 => (1, 2),
+                    1 => (8, 20),
+                    _ => (2, 10),
+                };
+                tokio::spawn(client_loop(
+                    i,
+                    workload_client(
+                        cluster,
+                        i,
+                        Duration::from_secs(request_timeout),
+                        Duration::from_secs(deadline),
+                    ),
+                    settings.keys.clone(),
+                    settings.seed,
+                    history.clone(),
+                    rx.clone(),
+                ))
+            })
+            .collect();
+        let rng = SmallRng::seed_from_u64(settings.seed);
+        let _keep = KeepOnPanic {
+            history: history.clone(),
+            name: settings.name,
+        };
+        Run {
+            settings,
+            history,
+            stop,
+            tasks,
+            rng,
+            started: Instant::now(),
+            _keep,
+        }
+    }
+
+    /// Waits (120 s) until `more` operations beyond those done so far completed with a result.
+    async fn progress(&self, more: usize, what: &str) {
+        let from = self.history.ok_count();
+        wait_for(what, Duration::from_secs(120), || async {
+            let n = self.history.ok_count() - from;
+            if n >= more {
+                Ok(())
+            } else {
+                Err(format!("{n} of {more} ok operations so far"))
+            }
+        })
+        .await;
+    }
+
+    /// The warm-up: a fixed time and a minimum of successful operations (a run that did
+    /// nothing before its fault proves nothing).
+    async fn warm_up(&self) {
+        let min = self.settings.warm_up_ops;
+        wait_for(
+            &format!("{min} ok operations before the fault"),
+            Duration::from_secs(120),
+            || async {
+                let n = self.history.ok_count();
+                if n >= min && self.started.elapsed() >= self.settings.warm_up {
+                    Ok(())
+                } else {
+                    Err(format!("{n} ok operations so far"))
+                }
+            },
+        )
+        .await;
+        tracing::info!(ok = self.history.ok_count(), "--- warmed up");
+    }
+
+    /// After a heal: a write (recorded) succeeds within [`SERVE_AFTER_HEAL`] of `healed_at`,
+    /// and the workload makes progress again.
+    async fn served_after_heal(&self, cluster: &Cluster, healed_at: Instant) {
+        let client = workload_client(cluster, 0, Duration::from_secs(2), SERVE_AFTER_HEAL);
+        let probe = self.settings.clients; // a client index of its own
+        let key = &self.settings.keys[0];
+        let value = unique_value(probe, 1); // one probe per run
+        let outcome = self
+            .history
+            .run(probe, &client, key, OpKind::Put { value })
+            .await;
+        let took = healed_at.elapsed();
+        assert!(
+            matches!(outcome, Outcome::Ok(_)) && took <= SERVE_AFTER_HEAL,
+            "no write succeeded within {SERVE_AFTER_HEAL:?} of the heal: {outcome:?} after {took:?}"
+        );
+        tracing::info!(?took, "--- a write succeeded after the heal");
+        self.progress(self.settings.progress_ops, "progress after the heal")
+            .await;
+    }
+
+    /// Stops the workload, reads every key, and checks everything.
+    async fn finish(self, cluster: &Cluster) {
+        let stopping = Instant::now();
+        self.stop.send(true).unwrap();
+        for task in self.tasks {
+            task.await.expect("a workload client panicked");
+        }
+        tracing::info!(took = ?stopping.elapsed(), "--- workload stopped");
+
+        // The final reads, recorded like every other op.
+        let reader = self.settings.clients + 1;
+        let client = workload_client(cluster, 1, Duration::from_secs(5), Duration::from_secs(30));
+        let mut finals: BTreeMap<String, Option<(String, u64)>> = BTreeMap::new();
+        for key in &self.settings.keys {
+            match self.history.run(reader, &client, key, OpKind::Get).await {
+                Outcome::Ok(OpResult::Get { found }) => {
+                    finals.insert(key.clone(), found);
+                }
+                other => panic!("the final read of {key} failed: {other:?}"),
+            }
+        }
+
+        let applied = cluster.converged(0).await;
+        tracing::info!(applied, "--- every node applied the same index");
+        for node in &cluster.nodes {
+            let mut config = ClientConfig::new([node.addr()]);
+            config.deadline = Duration::from_secs(10);
+            let local = Client::with_config(config).unwrap();
+            for (key, want) in &finals {
+                let got = local
+                    .get_with(key.clone(), ReadConsistency::Serializable)
+                    .await
+                    .unwrap_or_else(|e| panic!("node {}: read {key}: {e}", node.id))
+                    .map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.version));
+                assert_eq!(&got, want, "node {} holds another {key}", node.id);
+            }
+        }
+
+        let ops = self.history.ops();
+        let seed = self.settings.seed;
+        let name = self.settings.name;
+        if std::env::var("ISLAB_KEEP_HISTORY").is_ok_and(|v| !v.is_empty() && v != "0") {
+            let path = history_path(name, seed);
+            self.history.save(&path).expect("saving the history");
+            eprintln!(
+                "history of {name} (seed {seed}) saved to {}",
+                path.display()
+            );
+        }
+        let stats = Stats::of(&ops);
+        tracing::info!(%stats, "history");
+        eprintln!("{name}: {stats}");
+
+        let lost = lost_writes(&ops, &finals);
+        if !lost.is_empty() {
+            panic!(
+                "{} acknowledged writes lost (seed {seed}):\n{}",
+                lost.len(),
+                lost.join("\n")
+            );
+        }
+
+        let report = checker::check(&ops, Budget::default());
+        eprintln!("{name}: {report}");
+        assert!(report.is_linearizable(), "{name} (seed {seed}): {report}");
+
+        // The check is not vacuous: the same history with one stale read planted fails.
+        let (mutated, what) = checker::stale_read_mutation(&ops)
+            .expect("no pair of reads to plant a stale read with: the workload did too little");
+        let report = checker::check(&mutated, Budget::default());
+        assert!(
+            report.is_illegal(),
+            "the checker accepted a planted stale read ({what}): {report}"
+        );
+        tracing::info!(%what, "a planted stale read is caught");
+    }
+}
+
+fn history_path(name: &str, seed: u64) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("linearizable-{name}-{seed}.json"))
+}
+
+/// Acknowledged writes the final reads contradict: for each key, the final read must be at
+/// least as new as every acknowledged write of it, or absent only if a delete might have come
+/// after the newest acknowledged write.
+fn lost_writes(ops: &[Op], finals: &BTreeMap<String, Option<(String, u64)>>) -> Vec<String> {
+    let mut lost = Vec::new();
+    for (key, last) in finals {
+        let newest = ops
+            .iter()
+            .filter(|op| &op.key == key)
+            .filter_map(|op| match op.outcome {
+                Outcome::Ok(OpResult::Put { version })
+                | Outcome::Ok(OpResult::Cas {
+                    succeeded: true,
+                    current: Some(version),
+                }) => Some((version, op)),
+                _ => None,
+            })
+            .max_by_key(|(v, _)| *v);
+        let Some((version, write)) = newest else {
+            continue;
+        };
+        let ok = match last {
+            Some((_, v)) => *v >= version,
+            None => ops.iter().any(|d| {
+                &d.key == key
+                    && matches!(d.kind, OpKind::Delete)
+                    && !matches!(d.outcome, Outcome::Failed(_))
+                    && d.complete_ns.is_none_or(|c| c > write.invoke_ns)
+            }),
+        };
+        if !ok {
+            lost.push(format!("{write}; the final read found {last:?}"));
+        }
+    }
+    lost
+}
+
+/// Counts of a history, for the log.
+struct Stats {
+    ops: usize,
+    ok: usize,
+    failed: usize,
+    unknown: usize,
+    reads_found: usize,
+    cas_ok: usize,
+    cas_failed: usize,
+}
+
+impl Stats {
+    fn of(ops: &[Op]) -> Stats {
+        let count = |f: &dyn Fn(&Outcome) -> bool| ops.iter().filter(|o| f(&o.outcome)).count();
+        Stats {
+            ops: ops.len(),
+            ok: count(&|o| matches!(o, Outcome::Ok(_))),
+            failed: count(&|o| matches!(o, Outcome::Failed(_))),
+            unknown: count(&|o| matches!(o, Outcome::Unknown(_))),
+            reads_found: count(&|o| matches!(o, Outcome::Ok(OpResult::Get { found: Some(_) }))),
+            cas_ok: count(&|o| {
+                matches!(
+                    o,
+                    Outcome::Ok(OpResult::Cas {
+                        succeeded: true,
+                        ..
+                    })
+                )
+            }),
+            cas_failed: count(&|o| {
+                matches!(
+                    o,
+                    Outcome::Ok(OpResult::Cas {
+                        succeeded: false,
+                        ..
+                    })
+                )
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ops: {} ok, {} failed, {} unknown; {} reads found a value; CAS {} succeeded, {} failed",
+            self.ops,
+            self.ok,
+            self.failed,
+            self.unknown,
+            self.reads_found,
+            self.cas_ok,
+            self.cas_failed
+        )
+    }
+}
+
+/// Sends `signal` (STOP, CONT) to node `id`'s process.
+fn signal(cluster: &mut Cluster, id: u64, signal: &str) {
+    let pid = cluster
+        .node(id)
+        .pid()
+        .unwrap_or_else(|| panic!("node {id} is not running"));
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_the_leader_repeatedly() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("kill_leader");
+    let mut cluster = Cluster::start(3).await;
+    let run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let mut healed_at = Instant::now();
+    for round in 0..run.settings.rounds {
+        let leader = cluster.leader().await;
+        tracing::info!(round, leader, "--- kill -9 the leader");
+        cluster.node(leader).kill();
+        let new = cluster.leader().await;
+        assert_ne!(new, leader);
+        tracing::info!(round, new, "--- new leader");
+        run.progress(run.settings.progress_ops, "progress under the new leader")
+            .await;
+        cluster.node(leader).start();
+        healed_at = Instant::now();
+        cluster.caught_up(leader).await;
+        tracing::info!(round, leader, "--- the old leader is back and caught up");
+    }
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_a_follower() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("kill_follower");
+    let mut cluster = Cluster::start(3).await;
+    let mut run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let leader = cluster.leader().await;
+    let followers: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader)
+        .collect();
+    let follower = followers[run.rng.random_range(0..followers.len())];
+    tracing::info!(follower, "--- kill -9 a follower");
+    cluster.node(follower).kill();
+    run.progress(2 * run.settings.progress_ops, "progress on two nodes")
+        .await;
+    cluster.node(follower).start();
+    let healed_at = Instant::now();
+    cluster.caught_up(follower).await;
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_every_node_at_once() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("kill_all");
+    let mut cluster = Cluster::start(3).await;
+    let mut run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let rounds = run.settings.rounds.div_ceil(2);
+    let mut healed_at = Instant::now();
+    for round in 0..rounds {
+        tracing::info!(round, "--- kill -9 every node");
+        for node in &mut cluster.nodes {
+            node.kill();
+        }
+        // Clients keep trying meanwhile; the impatient one's operations end unknown.
+        let down = Duration::from_millis(run.rng.random_range(500..2500));
+        tokio::time::sleep(down).await;
+        for node in &mut cluster.nodes {
+            node.start();
+        }
+        healed_at = Instant::now();
+        let leader = cluster.leader().await;
+        tracing::info!(round, leader, "--- restarted");
+        run.progress(run.settings.progress_ops, "progress after the restart")
+            .await;
+    }
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_the_leader_past_the_election_timeout() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("pause_leader");
+    let mut cluster = Cluster::start(3).await;
+    let mut run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let mut healed_at = Instant::now();
+    for round in 0..run.settings.rounds {
+        let leader = cluster.leader().await;
+        // Well past the election timeout (500-1000 ms) and the leader's lease (1000 ms).
+        let pause = Duration::from_millis(run.rng.random_range(2500..4000));
+        tracing::info!(round, leader, ?pause, "--- SIGSTOP the leader");
+        signal(&mut cluster, leader, "STOP");
+        let paused_at = Instant::now();
+        let new = cluster.leader().await; // the paused node does not answer
+        assert_ne!(new, leader);
+        tracing::info!(round, new, "--- new leader while the old one is paused");
+        run.progress(run.settings.progress_ops, "progress under the new leader")
+            .await;
+        if let Some(rest) = pause.checked_sub(paused_at.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+        signal(&mut cluster, leader, "CONT");
+        healed_at = Instant::now();
+        tracing::info!(round, leader, paused = ?paused_at.elapsed(), "--- SIGCONT the old leader");
+        cluster.caught_up(leader).await;
+    }
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
+/// Re-checks a saved history: `ISLAB_HISTORY=<file> cargo test -p islab-cluster-tests --test
+/// linearizable recheck -- --ignored --nocapture`.
+#[test]
+#[ignore = "a tool: needs ISLAB_HISTORY=<a saved history>"]
+fn recheck_a_saved_history() {
+    let path = std::env::var("ISLAB_HISTORY").expect("ISLAB_HISTORY=<a saved history>");
+    let (seed, ops) = History::load(path.as_ref()).expect("reading the history");
+    eprintln!("{path}: seed {seed}, {}", Stats::of(&ops));
+    let report = checker::check(&ops, Budget::default());
+    eprintln!("{report}");
+    assert!(report.is_linearizable(), "{report}");
+}
+
+#[test]
+fn lost_writes_are_found() {
+    let op = |id, kind, invoke_ns, complete_ns, outcome| Op {
+        id,
+        client: 0,
+        key: "k".into(),
+        kind,
+        invoke_ns,
+        complete_ns,
+        outcome,
+    };
+    let put = |id, value: &str, at: u64, version| {
+        op(
+            id,
+            OpKind::Put {
+                value: value.into(),
+            },
+            at,
+            Some(at + 1),
+            Outcome::Ok(OpResult::Put { version }),
+        )
+    };
+    let ops = vec![put(0, "a", 0, 5), put(1, "b", 10, 7)];
+    let finals = |found: Option<(&str, u64)>| {
+        BTreeMap::from([("k".to_string(), found.map(|(v, n)| (v.to_string(), n)))])
+    };
+    assert!(lost_writes(&ops, &finals(Some(("b", 7)))).is_empty());
+    assert_eq!(lost_writes(&ops, &finals(Some(("a", 5)))).len(), 1);
+    assert_eq!(lost_writes(&ops, &finals(None)).len(), 1);
+    // Absent is fine if a delete may have come after the newest write.
+    let mut with_delete = ops.clone();
+    with_delete.push(op(
+        2,
+        OpKind::Delete,
+        5,
+        None,
+        Outcome::Unknown("timeout".into()),
+    ));
+    assert!(lost_writes(&with_delete, &finals(None)).is_empty());
+    // But not one that completed before it began.
+    with_delete[2].complete_ns = Some(6);
+    with_delete[2].outcome = Outcome::Ok(OpResult::Delete { existed: true });
+    assert_eq!(lost_writes(&with_delete, &finals(None)).len(), 1);
+}

@@ -171,9 +171,22 @@ impl Cluster {
     /// Waits (30 s) until the running nodes agree on one leader of the data shard (group
     /// [`DATA_SHARD`]); returns its id.
     pub async fn leader(&self) -> u64 {
-        let addrs: Vec<String> = self.endpoints();
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        self.leader_among(&ids).await
+    }
+
+    /// Like [`Cluster::leader`], asking only nodes `ids`: the leader is one of them, and those
+    /// of them that answer agree on it. A node left out (one just paused, say) is not asked,
+    /// so it cannot be the answer even if it still runs for a moment.
+    pub async fn leader_among(&self, ids: &[u64]) -> u64 {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| ids.contains(&n.id))
+            .map(|n| n.addr())
+            .collect();
         wait_for(
-            "one leader that every running node agrees on",
+            &format!("one leader that the running nodes of {ids:?} agree on"),
             Duration::from_secs(30),
             || {
                 let addrs = addrs.clone();

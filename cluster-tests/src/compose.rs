@@ -261,7 +261,9 @@ impl ComposeCluster {
             .args(["-p", &self.project, "-f"])
             .arg(workspace_root().join("docker-compose.yml"))
             .args(args)
-            .env("ISLAB_IMAGE", &tools.image);
+            .env("ISLAB_IMAGE", &tools.image)
+            // One data shard: "the leader" of these fault tests is that shard's (group 1).
+            .env("ISLAB_SHARDS", "1");
         for (i, port) in self.ports.iter().enumerate() {
             command.env(format!("ISLAB_NODE{}_PORT", i + 1), port.to_string());
         }
@@ -459,7 +461,7 @@ impl ComposeCluster {
                     let Ok(s) = self.status(*id).await else {
                         continue;
                     };
-                    let g = s.groups.first().ok_or("no group")?;
+                    let g = crate::data_group(&s)?;
                     leaders.push(g.leader_id);
                     if g.role == "leader" {
                         claimed = Some(s.node_id);
@@ -494,7 +496,7 @@ impl ComposeCluster {
                         .status(id)
                         .await
                         .map_err(|e| format!("node {id}: {e}"))?;
-                    applied.push(s.groups.first().ok_or("no group")?.applied_index);
+                    applied.push(crate::data_group(&s)?.applied_index);
                 }
                 if applied[0] >= min && applied.iter().all(|a| *a == applied[0]) {
                     Ok(applied[0])

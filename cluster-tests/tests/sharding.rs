@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use islab_client::{BatchOp, Client, Error, Scan, ShardListResponse, slot_of};
 use islab_cluster_tests::{Cluster, Load, init_tracing, wait_for};
+use islab_proto::v1 as proto;
+use islab_proto::v1::kv_client::KvClient;
 
 /// Leaders per node among `nodes`, from a shard list.
 fn leader_counts(list: &ShardListResponse, nodes: &[u64]) -> BTreeMap<u64, usize> {
@@ -152,12 +154,32 @@ async fn keys_spread_over_shards_and_hash_tags_keep_keys_together() {
     assert_eq!(client.get(b).await.unwrap().unwrap().value, "2");
 
     tracing::info!("--- the server refuses a cross-shard batch too (a client without routing)");
-    let raw = Client::connect(cluster.endpoints()).await.unwrap();
-    let err = raw
-        .batch_per_shard([BatchOp::put("{t1}a", "1")])
+    let (x, y) = (0..)
+        .map(|i| (format!("x{i}"), format!("y{i}")))
+        .find(|(a, b)| map.shard_of_key(a.as_bytes()).id != map.shard_of_key(b.as_bytes()).id)
+        .unwrap();
+    let put = |key: &str| proto::BatchOp {
+        op: Some(proto::batch_op::Op::Put(proto::PutOp {
+            key: key.to_string().into(),
+            value: "v".into(),
+            ttl_ms: 0,
+        })),
+    };
+    let mut raw = KvClient::connect(format!("http://{}", cluster.endpoints()[0]))
         .await
-        .map(|_| ());
-    assert!(err.is_ok(), "{err:?}");
+        .unwrap();
+    let status = raw
+        .batch(proto::BatchRequest {
+            id: None,
+            ops: vec![put(&x), put(&y)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("spans shards") || status.message().contains("span shards"),
+        "{status:?}"
+    );
 
     tracing::info!("--- moving a leader by hand");
     let shard = &list.shards[0];

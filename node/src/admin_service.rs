@@ -413,6 +413,7 @@ impl Admin for AdminService {
             .shard(r.shard)
             .map_err(|_| self.not_here(r.shard))?;
         let shard = Self::led(shard, self.node.id())?;
+        shard.wake();
         if r.to == self.node.id() {
             return Ok(Response::new(TransferLeaderResponse { leader_id: r.to }));
         }
@@ -468,6 +469,7 @@ impl Admin for AdminService {
             .shard(r.shard)
             .map_err(|_| self.not_here(r.shard))?;
         let shard = Self::led(shard, self.node.id())?;
+        shard.wake();
         let membership = || {
             let m = shard.raft.metrics().borrow_watched().clone();
             let config = m.membership_config.membership().clone();

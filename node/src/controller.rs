@@ -35,6 +35,9 @@ use crate::shard::Shard;
 use crate::shard_list::{self, View};
 
 const TICK: Duration = Duration::from_millis(500);
+/// After a round that found nothing to do, the controller looks again this much later:
+/// gathering every node's status is the controller's whole cost on an idle cluster.
+const IDLE_TICK: Duration = Duration::from_secs(2);
 /// A move waits this long for a new replica to catch up before it gives up (and is retried).
 const MOVE_TIMEOUT: Duration = Duration::from_secs(150);
 
@@ -42,11 +45,16 @@ pub(crate) async fn run(state: Arc<NodeState>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut task: Option<JoinHandle<()>> = None;
+    let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = state.stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        if idle_since.is_some_and(|at| at.elapsed() < IDLE_TICK) {
+            continue;
+        }
+        idle_since = None;
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             continue;
         }
@@ -65,7 +73,11 @@ pub(crate) async fn run(state: Arc<NodeState>) {
             }
         };
         let view = shard_list::view(&state).await;
-        if let Some(step) = next_step(&map, &meta, &view) {
+        let step = next_step(&map, &meta, &view);
+        if step.is_none() {
+            idle_since = Some(tokio::time::Instant::now());
+        }
+        if let Some(step) = step {
             let state = state.clone();
             task = Some(tokio::spawn(async move {
                 let what = format!("{step:?}");

@@ -27,6 +27,7 @@ mod meta;
 mod network;
 mod node;
 mod node_state;
+mod quiesce;
 mod read_batcher;
 mod reconciler;
 mod shard;

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::kv_service::KvService;
 use crate::node_state::{META_GROUP, NodeState};
 use crate::transport_service::TransportService;
-use crate::{controller, reconciler};
+use crate::{controller, quiesce, reconciler};
 
 /// Entry point: [`Node::start`].
 pub struct Node;
@@ -110,6 +110,7 @@ impl Node {
         let server = tokio::spawn(serve(state.clone(), listener, stop.clone()));
         tokio::spawn(reconciler::run(state.clone()));
         tokio::spawn(controller::run(state.clone()));
+        tokio::spawn(quiesce::run(state.clone()));
         tracing::info!(
             node = config.id,
             %addr,

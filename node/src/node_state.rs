@@ -17,6 +17,7 @@ use crate::cluster_id::ClusterId;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::network::{NetworkFactory, Peers};
+use crate::quiesce::Liveness;
 use crate::read_batcher::ReadBatcher;
 use crate::shard::Shard;
 
@@ -41,6 +42,8 @@ pub(crate) struct NodeState {
     map: RwLock<Option<Arc<ShardMap>>>,
     /// Node id → address, from the meta group's membership.
     nodes: RwLock<Arc<BTreeMap<u64, String>>>,
+    /// Which peers pinged lately, and which of their groups are quiescent.
+    pub liveness: Liveness,
 }
 
 impl NodeState {
@@ -64,6 +67,7 @@ impl NodeState {
             groups: RwLock::default(),
             map: RwLock::default(),
             nodes: RwLock::default(),
+            liveness: Liveness::default(),
         }
     }
 

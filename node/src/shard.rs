@@ -14,6 +14,7 @@ use openraft::errors::{ClientWriteError, RaftError};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::quiesce::Quiet;
 use crate::read_batcher::ReadBatcher;
 
 /// A running Raft group.
@@ -26,6 +27,10 @@ pub(crate) struct Shard {
     pub stopping: CancellationToken,
     /// (when, applied index, entries applied per second) at the last sample.
     rate: Mutex<(Instant, u64, f64)>,
+    /// Quiescence: paused heartbeats (leader), held elections (follower).
+    pub quiet: Quiet,
+    /// Set once the group is known to have been initialised.
+    founded: std::sync::atomic::AtomicBool,
 }
 
 impl Shard {
@@ -37,6 +42,8 @@ impl Shard {
             reads,
             stopping: CancellationToken::new(),
             rate: Mutex::new((Instant::now(), 0, 0.0)),
+            quiet: Quiet::default(),
+            founded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -67,16 +74,25 @@ impl Shard {
     }
 
     /// Whether the group was ever initialised (a fresh group has no log, no vote, no members).
+    /// Once it is not, it never is again, and the answer is remembered.
     pub fn is_fresh(&self) -> bool {
+        if self.founded.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         let m = self.raft.metrics().borrow_watched().clone();
-        m.last_log_index.is_none()
+        let fresh = m.last_log_index.is_none()
             && m.snapshot.is_none()
             && m.current_term == 0
             && m.membership_config
                 .membership()
                 .voter_ids()
                 .next()
-                .is_none()
+                .is_none();
+        if !fresh {
+            self.founded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        fresh
     }
     /// The leader's address as this node knows it.
     pub fn leader_addr(&self) -> Option<String> {
@@ -89,6 +105,7 @@ impl Shard {
 
     /// Proposes `request` and waits until it is committed and applied here.
     pub async fn write(&self, request: Request) -> Result<(Response, LogId)> {
+        self.wake();
         match self.raft.client_write(request).await {
             Ok(r) => Ok((r.data, r.log_id)),
             Err(e) => Err(self.write_error(e)),
@@ -116,6 +133,7 @@ impl Shard {
     /// confirmed that after the read arrived, and everything committed by then is applied.
     /// Reads share confirmation rounds (see `read_batcher`).
     pub async fn linearizable(&self) -> Result<()> {
+        self.wake();
         self.reads.wait(self.group, &self.raft).await
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use islab_proto::raft::v1::transport_server::Transport;
-use islab_proto::raft::v1::{RaftReply, RaftRequest, SnapshotChunk};
+use islab_proto::raft::v1::{PingReply, PingRequest, RaftReply, RaftRequest, SnapshotChunk};
 use islab_raft::{Snapshot, SnapshotMeta, TypeConfig, Vote};
 use islab_storage::{CheckpointReceiver, codec};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
@@ -87,6 +87,15 @@ impl Transport for TransportService {
             Err(e) => return refuse(e),
         };
         reply(shard.raft.vote(rpc).await.map_err(|e| e.to_string()))
+    }
+
+    async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        let r = request.into_inner();
+        self.node.cluster.accept(&r.cluster_id)?;
+        self.node
+            .liveness
+            .heard(r.from, r.quiesced.into_iter().collect());
+        Ok(Response::new(PingReply {}))
     }
 
     async fn transfer_leader(

@@ -30,7 +30,7 @@ pub(crate) fn log_id(pos: LogPos) -> LogId {
 }
 
 /// Encodes an entry as the WAL record that stores it.
-pub(crate) fn entry_to_record(entry: &Entry) -> Result<LogRecord, Error> {
+pub fn entry_to_record(entry: &Entry) -> Result<LogRecord, Error> {
     Ok(LogRecord {
         term: entry.log_id.leader_id.term,
         index: entry.log_id.index,
@@ -39,7 +39,7 @@ pub(crate) fn entry_to_record(entry: &Entry) -> Result<LogRecord, Error> {
 }
 
 /// Decodes a WAL record back into the entry openraft appended.
-pub(crate) fn record_to_entry(record: &LogRecord) -> Result<Entry, Error> {
+pub fn record_to_entry(record: &LogRecord) -> Result<Entry, Error> {
     let payload: EntryPayload = codec::decode(&record.payload)?;
     Ok(Entry {
         log_id: log_id(LogPos {
@@ -54,7 +54,7 @@ pub(crate) fn encode_vote(vote: &Vote) -> Result<Bytes, Error> {
     Ok(Bytes::from(codec::encode(vote)?))
 }
 
-pub(crate) fn decode_vote(bytes: &[u8]) -> Result<Vote, Error> {
+pub fn decode_vote(bytes: &[u8]) -> Result<Vote, Error> {
     Ok(codec::decode(bytes)?)
 }
 
@@ -63,7 +63,7 @@ pub(crate) fn encode_committed(committed: &Option<LogId>) -> Result<Bytes, Error
     Ok(Bytes::from(codec::encode(committed)?))
 }
 
-pub(crate) fn decode_committed(bytes: &[u8]) -> Result<Option<LogId>, Error> {
+pub fn decode_committed(bytes: &[u8]) -> Result<Option<LogId>, Error> {
     Ok(codec::decode(bytes)?)
 }
 
@@ -71,7 +71,7 @@ pub(crate) fn encode_membership(membership: &StoredMembership) -> Result<Bytes, 
     Ok(Bytes::from(codec::encode(membership)?))
 }
 
-pub(crate) fn decode_membership(bytes: &[u8]) -> Result<StoredMembership, Error> {
+pub fn decode_membership(bytes: &[u8]) -> Result<StoredMembership, Error> {
     Ok(codec::decode(bytes)?)
 }
 

@@ -24,7 +24,9 @@
 //! - `error` — [`Error`], and its one conversion to openraft's `io::Error`
 
 mod checkpoint_dir;
-mod encoding;
+// Public only for the fuzz targets (fuzz/): not part of the crate's API.
+#[doc(hidden)]
+pub mod encoding;
 mod error;
 mod log_reader;
 mod log_store;

@@ -39,6 +39,8 @@ const BLOCK_SIZE: usize = 256 << 10;
 const CODEC_NONE: u8 = 0;
 const CODEC_LZ4: u8 = 1;
 const MAX_BLOCK: usize = 64 << 20;
+/// The smallest a key can be in a block: four one-byte varints (empty key and value).
+const MIN_KEY_BYTES: u64 = 4;
 
 /// What a checkpoint is the image of.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,7 +277,12 @@ impl Checkpoint {
 
     /// Loads the image into a new store, verifying every block.
     pub fn load(&self) -> Result<MemStore> {
-        let store = MemStore::with_capacity(usize::try_from(self.keys).unwrap_or(0).min(1 << 30));
+        // The trailer's count presizes the map, but it is only checked after the last block:
+        // trust it no further than the file's size (a key takes at least MIN_KEY_BYTES of a
+        // block), or a damaged count reserves terabytes up front. A file holding more keys
+        // than that (lz4 beat the bound) only makes the map grow while it loads.
+        let plausible = self.keys.min(self.size / MIN_KEY_BYTES);
+        let store = MemStore::with_capacity(usize::try_from(plausible).unwrap_or(0).min(1 << 30));
         self.for_each(|key, value| store.load(key, value))?;
         Ok(store)
     }
@@ -324,9 +331,20 @@ impl Checkpoint {
             }
             let raw = match codec_id {
                 CODEC_NONE if stored_len == raw_len => Bytes::copy_from_slice(&stored),
-                CODEC_LZ4 => lz4_flex::block::decompress(&stored, raw_len)
-                    .map(Bytes::from)
-                    .map_err(|e| corrupt(path, pos, format!("lz4: {e}")))?,
+                CODEC_LZ4 => match lz4_flex::block::decompress(&stored, raw_len) {
+                    Ok(raw) if raw.len() == raw_len => Bytes::from(raw),
+                    Ok(raw) => {
+                        return Err(corrupt(
+                            path,
+                            pos,
+                            format!(
+                                "lz4 block holds {} bytes, its header says {raw_len}",
+                                raw.len()
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(corrupt(path, pos, format!("lz4: {e}"))),
+                },
                 other => {
                     return Err(corrupt(path, pos, format!("unknown block codec {other}")));
                 }

@@ -271,7 +271,7 @@ impl MemStore {
                 let value = Versioned {
                     value: value.clone(),
                     version: index,
-                    expires_at: *expires_at,
+                    expires_at: expires_at.map(|e| e.min(MAX_EXPIRES_AT)),
                 };
                 let _ = self.write(key, Some(value), None, capture);
                 Response::Put { version: index }
@@ -289,7 +289,7 @@ impl MemStore {
                 let value = Versioned {
                     value: value.clone(),
                     version: index,
-                    expires_at: *expires_at,
+                    expires_at: expires_at.map(|e| e.min(MAX_EXPIRES_AT)),
                 };
                 let (_, swapped) = self.write(key, Some(value), Some(*expected), capture);
                 match swapped {
@@ -440,6 +440,12 @@ impl MemStore {
 
 /// How many of a client's most recent write seqs are remembered for deduplication.
 pub const SESSION_WINDOW: u64 = 1 << 16;
+
+/// The latest expiry a value holds. A checkpoint stores `expires_at + 1` (0 for none), which
+/// has no room for `u64::MAX` (the node's `now + ttl` saturates to it for a huge TTL; writing
+/// the checkpoint overflowed). Apply clamps to this, identically on every replica, so one
+/// restored from a checkpoint holds exactly what one that replayed the log holds.
+pub(crate) const MAX_EXPIRES_AT: u64 = u64::MAX - 1;
 
 /// `<reserved>session/<client>/<seq>` holds the answer to one write; without a seq, the
 /// client's highest seq seen.

@@ -145,6 +145,18 @@ pub fn decode(buf: &Bytes) -> Decoded {
         ));
     }
     match decode_body(&body) {
+        // Recovery and a group's log index compute `index + 1`; no real log gets that far.
+        Some(
+            Record::Entry {
+                index: u64::MAX, ..
+            }
+            | Record::Purge {
+                upto: LogPos {
+                    index: u64::MAX, ..
+                },
+                ..
+            },
+        ) => Decoded::Corrupt(format!("log index {} is out of range", u64::MAX)),
         Some(record) => Decoded::Record(record, HEADER_LEN + len),
         None => Decoded::Corrupt(format!("undecodable record of kind {}", body[0])),
     }
@@ -317,6 +329,34 @@ mod tests {
                 !matches!(decode(&Bytes::from(bad)), Decoded::Record(..)),
                 "flip at {i}"
             );
+        }
+    }
+
+    /// Found by the `wal_record` fuzz target: an entry or purge at index u64::MAX (checksum
+    /// and all) made recovery overflow computing the next index.
+    #[test]
+    fn index_u64_max_is_corrupt() {
+        for r in [
+            Record::Entry {
+                group: 1,
+                term: 1,
+                index: u64::MAX,
+                payload: Bytes::new(),
+            },
+            Record::Purge {
+                group: 1,
+                upto: LogPos {
+                    term: 1,
+                    index: u64::MAX,
+                },
+            },
+        ] {
+            let mut buf = Vec::new();
+            r.encode(&mut buf);
+            match decode(&Bytes::from(buf)) {
+                Decoded::Corrupt(reason) => assert!(reason.contains("out of range"), "{reason}"),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -210,3 +210,94 @@ fn the_chunk_stream_reproduces_the_file_even_after_it_is_deleted() {
     assert_eq!(received.meta(), ckpt.meta());
     assert_eq!(received.load().unwrap().len(), 3000);
 }
+
+/// Found by the `request` fuzz target: the writer stores `expires_at + 1`, which overflowed
+/// for an expiry of `u64::MAX` (a huge TTL saturates to it). Apply clamps it now, and the
+/// checkpoint reproduces the store exactly.
+#[test]
+fn an_expiry_at_the_end_of_time_survives_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemStore::new());
+    store.apply(
+        1,
+        &Command::Put {
+            key: Bytes::from_static(b"forever"),
+            value: Bytes::from_static(b"v"),
+            expires_at: Some(u64::MAX),
+        },
+    );
+    store.apply(
+        2,
+        &Command::Cas {
+            key: Bytes::from_static(b"cas"),
+            expected: None,
+            value: Bytes::from_static(b"v"),
+            expires_at: Some(u64::MAX),
+        },
+    );
+    let path = dir.path().join("c.ckpt");
+    let ckpt = Checkpoint::write(&path, &meta(2), store.begin_checkpoint(2).unwrap()).unwrap();
+    let loaded = ckpt.load().unwrap();
+    for key in [&b"forever"[..], b"cas"] {
+        assert_eq!(loaded.get(key), store.get(key));
+        assert_eq!(loaded.get(key).unwrap().expires_at, Some(u64::MAX - 1));
+    }
+}
+
+/// Found by the `checkpoint` fuzz target: `load` presized the map from the trailer's key
+/// count before any block was checked, so a damaged count (with a valid trailer checksum)
+/// reserved up to 2^30 keys and ran the process out of memory. It is refused now, cheaply.
+#[test]
+fn a_trailer_claiming_too_many_keys_is_refused_without_reserving_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemStore::new());
+    store.apply(
+        1,
+        &Command::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            expires_at: None,
+        },
+    );
+    let path = dir.path().join("c.ckpt");
+    Checkpoint::write(&path, &meta(1), store.begin_checkpoint(1).unwrap()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let trailer = bytes.len() - 28;
+    bytes[trailer + 8..trailer + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[trailer..trailer + 24]);
+    bytes[trailer + 24..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let ckpt = Checkpoint::open(&path).unwrap();
+    assert_eq!(ckpt.keys(), 1 << 40);
+    let err = ckpt.load().unwrap_err();
+    assert!(err.to_string().contains("1099511627776 keys"), "{err}");
+}
+
+/// An lz4 block that decompresses to less than its header's raw length is damage, not a
+/// shorter block.
+#[test]
+fn an_lz4_block_shorter_than_its_header_says_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemStore::new());
+    for i in 1..=100u64 {
+        store.apply(
+            i,
+            &Command::Put {
+                key: Bytes::from(format!("key-{i:04}")),
+                value: Bytes::from(vec![b'x'; 64]),
+                expires_at: None,
+            },
+        );
+    }
+    let path = dir.path().join("c.ckpt");
+    Checkpoint::write(&path, &meta(100), store.begin_checkpoint(100).unwrap()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let meta_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let block = 16 + meta_len + 4;
+    assert_eq!(bytes[block + 8], 1, "the block should be lz4-compressed");
+    let raw_len = u32::from_le_bytes(bytes[block..block + 4].try_into().unwrap());
+    bytes[block..block + 4].copy_from_slice(&(raw_len + 1000).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Checkpoint::open(&path).unwrap().load().unwrap_err();
+    assert!(err.to_string().contains("header says"), "{err}");
+}

@@ -155,3 +155,47 @@ fn a_segment_from_a_newer_format_is_refused() {
         "{err}"
     );
 }
+
+/// Found by the `wal_record` fuzz target: a (checksummed) entry at index u64::MAX made
+/// recovery panic on `index + 1`. It is a bad record now, cut as a torn tail or refused.
+#[test]
+fn an_entry_at_index_u64_max_is_refused_not_a_panic() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = islab_storage::encode_segment_header(1).to_vec();
+    let mut records = Vec::new();
+    for index in [1, u64::MAX] {
+        islab_storage::Record::Entry {
+            group: 1,
+            term: 1,
+            index,
+            payload: bytes::Bytes::from_static(b"x"),
+        }
+        .encode(&mut records);
+    }
+    data.extend_from_slice(&records);
+    std::fs::write(dir.path().join(segment_name(1)), &data).unwrap();
+    let (wal, report) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+    let torn = report
+        .torn_tail
+        .expect("the bad last record is a torn tail");
+    assert!(torn.reason.contains("out of range"), "{}", torn.reason);
+    assert_eq!(wal.log_state(1).last.map(|p| p.index), Some(1));
+    drop(wal);
+
+    // Followed by a valid record it is corruption in the middle: refused, naming the offset.
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = islab_storage::encode_segment_header(1).to_vec();
+    data.extend_from_slice(&records);
+    islab_storage::Record::Vote {
+        group: 1,
+        data: bytes::Bytes::from_static(b"v"),
+    }
+    .encode(&mut data);
+    std::fs::write(dir.path().join(segment_name(1)), &data).unwrap();
+    let err = Wal::open(dir.path(), WalConfig::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { reason, .. } if reason.contains("out of range")),
+        "{err}"
+    );
+}

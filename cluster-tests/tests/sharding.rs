@@ -180,6 +180,15 @@ async fn keys_spread_over_shards_and_hash_tags_keep_keys_together() {
         status.message().contains("spans shards") || status.message().contains("span shards"),
         "{status:?}"
     );
+    let status = raw
+        .scan(proto::ScanRequest {
+            shard: 999,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("no shard 999"), "{status:?}");
 
     tracing::info!("--- moving a leader by hand");
     let shard = &list.shards[0];

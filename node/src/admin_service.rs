@@ -320,6 +320,14 @@ impl Admin for AdminService {
             .add_learner(r.id, Node { addr: r.addr }, true)
             .await
             .map_err(|e| shard.write_error(e))?;
+        // A node that comes back under the id of one removed earlier takes replicas again.
+        if let Some((map, version)) = meta::read_map(&shard)?
+            && map.is_draining(r.id)
+        {
+            let mut next = map.next_epoch();
+            next.draining.retain(|n| *n != r.id);
+            meta::propose_map(&shard, Some(version), &next).await?;
+        }
         Ok(Response::new(MemberAddResponse {
             members: Self::member_list(&shard),
         }))
@@ -380,13 +388,17 @@ impl Admin for AdminService {
             .change_membership(change, false)
             .await
             .map_err(|e| shard.write_error(e))?;
-        // The node is gone: it need not be marked draining any more.
-        if let Some((map, version)) = meta::read_map(&shard)?
+        // The node is gone: it need not be marked draining any more. Best effort: the removal
+        // itself is done (if this node removed itself it leads no more), and a stale entry only
+        // names a node that is no member.
+        if let Ok(Some((map, version))) = meta::read_map(&shard)
             && map.is_draining(id)
         {
             let mut next = map.next_epoch();
             next.draining.retain(|n| *n != id);
-            meta::propose_map(&shard, Some(version), &next).await?;
+            if let Err(e) = meta::propose_map(&shard, Some(version), &next).await {
+                tracing::warn!(node = id, error = %e, "clearing the draining mark");
+            }
         }
         Ok(Response::new(MemberRemoveResponse {
             members: Self::member_list(&shard),

@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::admin::Admin;
 use crate::batch::{BatchOp, OpResult};
+use crate::coalesce::{Coalescer, Outcome, Turn, TurnGuard};
 use crate::config::ClientConfig;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) config: ClientConfig,
     pub(crate) endpoints: Endpoints,
     ids: WriteIds,
+    /// Concurrent writes waiting to travel together, per shard.
+    pub(crate) coalescer: Coalescer,
     /// One map fetch at a time; holds when the last fetch found no map (cluster not
     /// initialised), so calls do not ask again on every request.
     map_fetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
@@ -86,6 +89,11 @@ impl Shared {
         Ok(())
     }
 
+    /// The next write id of this client.
+    pub(crate) fn next_write_id(&self) -> proto::WriteId {
+        self.ids.next()
+    }
+
     /// The shard (group) holding `key`, or 0 when the client has no map.
     async fn group_of(&self, key: &[u8]) -> Result<u64> {
         self.ensure_map().await?;
@@ -105,7 +113,7 @@ impl Shared {
 
     /// Runs one `Kv` RPC: `rpc` gets a client on the chosen channel and the request, rebuilt
     /// from `message` for every attempt.
-    async fn kv<M, T, F, Fut>(
+    pub(crate) async fn kv<M, T, F, Fut>(
         &self,
         name: &'static str,
         route: Route,
@@ -163,6 +171,7 @@ impl Client {
                 config,
                 endpoints,
                 ids: WriteIds::new(),
+                coalescer: Coalescer::default(),
                 map_fetch: tokio::sync::Mutex::new(None),
             }),
         })
@@ -234,6 +243,18 @@ impl Client {
     async fn put_ms(&self, key: Bytes, value: Bytes, ttl_ms: u64) -> Result<u64> {
         check_key(&key)?;
         let group = self.shared.group_of(&key).await?;
+        let op = proto::BatchOp {
+            op: Some(proto::batch_op::Op::Put(proto::PutOp {
+                key: key.clone(),
+                value: value.clone(),
+                ttl_ms,
+            })),
+        };
+        // Held while this write is sent alone: dropping it sends what gathered meanwhile.
+        let _turn = match self.turn(group, op).await? {
+            Coalesced::Done(r) => return Ok(r.version),
+            Coalesced::Alone(turn) => turn,
+        };
         let message = proto::PutRequest {
             id: Some(self.shared.ids.next()),
             key,
@@ -251,6 +272,23 @@ impl Client {
             )
             .await?;
         Ok(response.version)
+    }
+
+    /// Hands a write to the coalescer (see `coalesce.rs`).
+    async fn turn(&self, group: u64, op: proto::BatchOp) -> Result<Coalesced> {
+        // Group 0: no map yet, so the keys' shards are unknown and cannot share a batch.
+        if !self.shared.config.coalesce_writes || group == 0 {
+            return Ok(Coalesced::Alone(None));
+        }
+        match Coalescer::offer(&self.shared, group, &op) {
+            Turn::Now(guard) => Ok(Coalesced::Alone(guard)),
+            Turn::Queued(rx) => match rx.await {
+                Ok(Ok(Outcome::Done(r))) => Ok(Coalesced::Done(r)),
+                Ok(Ok(Outcome::Alone)) => Ok(Coalesced::Alone(None)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(Error::Protocol("a coalesced write lost its batch".into())),
+            },
+        }
     }
 
     /// The current value of `key` (linearizable), or `None` if it does not exist.
@@ -293,6 +331,15 @@ impl Client {
         let key = key.into();
         check_key(&key)?;
         let group = self.shared.group_of(&key).await?;
+        let op = proto::BatchOp {
+            op: Some(proto::batch_op::Op::Delete(proto::DeleteOp {
+                key: key.clone(),
+            })),
+        };
+        let _turn = match self.turn(group, op).await? {
+            Coalesced::Done(r) => return Ok(r.existed),
+            Coalesced::Alone(turn) => turn,
+        };
         let message = proto::DeleteRequest {
             id: Some(self.shared.ids.next()),
             key,
@@ -531,6 +578,13 @@ fn merge_pages(pages: Vec<proto::ScanResponse>, limit: usize) -> proto::ScanResp
         more: more && !next_start.is_empty(),
         next_start,
     }
+}
+
+/// A write handed to the coalescer: answered in a batch, or to be sent alone (holding the
+/// shard's turn, if it got it).
+enum Coalesced {
+    Done(proto::OpResult),
+    Alone(Option<TurnGuard>),
 }
 
 /// Linearizable reads need the leader; serializable ones are served by any node.

@@ -66,6 +66,11 @@ pub struct ClientConfig {
     ///
     /// Default: empty.
     pub address_map: BTreeMap<String, String>,
+
+    /// Whether concurrent puts and deletes to one shard travel together as one `Batch` RPC
+    /// while a request of that shard is in flight (see the crate docs: each write keeps its
+    /// own answer; a lone write is sent at once, as itself). Default: true.
+    pub coalesce_writes: bool,
 }
 
 impl Default for ClientConfig {
@@ -80,6 +85,7 @@ impl Default for ClientConfig {
             max_attempts: None,
             max_message_bytes: 64 << 20,
             address_map: BTreeMap::new(),
+            coalesce_writes: true,
         }
     }
 }

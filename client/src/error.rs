@@ -16,7 +16,7 @@ use tonic::{Code, Status};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything an SDK call can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The request is malformed: an empty key, a zero TTL, a bad member id (INVALID_ARGUMENT).

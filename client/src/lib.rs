@@ -80,6 +80,7 @@ mod admin;
 mod backoff;
 mod batch;
 mod client;
+mod coalesce;
 mod config;
 mod endpoints;
 mod error;

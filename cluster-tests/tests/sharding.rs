@@ -10,6 +10,11 @@ use islab_client::{BatchOp, Client, Error, Scan, ShardListResponse, slot_of};
 use islab_cluster_tests::{Cluster, Load, init_tracing, wait_for};
 use islab_proto::v1 as proto;
 use islab_proto::v1::kv_client::KvClient;
+use tokio::sync::Mutex;
+
+/// These tests run 3–6 node clusters; on a 2-core machine they take turns, so one test's
+/// deadlines do not absorb another's load.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// Leaders per node among `nodes`, from a shard list.
 fn leader_counts(list: &ShardListResponse, nodes: &[u64]) -> BTreeMap<u64, usize> {
@@ -64,6 +69,7 @@ async fn settled(client: &Client, nodes: &[u64], replication: usize) -> ShardLis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_spread_over_shards_and_hash_tags_keep_keys_together() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     init_tracing();
     let cluster = Cluster::start_sharded(5, 16, 3, &[]).await;
     let client = cluster.client();
@@ -217,6 +223,7 @@ async fn keys_spread_over_shards_and_hash_tags_keep_keys_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_follow_nodes_joining_and_leaving_under_load() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     init_tracing();
     let mut cluster = Cluster::start_sharded(5, 8, 3, &[]).await;
     let client = cluster.client();
@@ -279,6 +286,7 @@ async fn replicas_follow_nodes_joining_and_leaving_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_leading_several_shards_dies_and_leaders_come_back() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     init_tracing();
     let mut cluster = Cluster::start_sharded(3, 8, 3, &[]).await;
     let client = cluster.client();
@@ -350,6 +358,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_idle_shards_cost_little_cpu() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     init_tracing();
     let cluster = Cluster::start_sharded(3, 64, 3, &[]).await;
     let client = cluster.client();

@@ -544,6 +544,33 @@ async fn kill_the_leader_repeatedly() {
     run.finish(&cluster).await;
 }
 
+/// The same workload over a sharded cluster (4 shards, leaders spread over the three nodes):
+/// the keys live in different Raft groups, and a killed node takes several leaders with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_a_node_of_a_sharded_cluster() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("kill_sharded");
+    let mut cluster = Cluster::start_sharded(3, 4, 3, &[]).await;
+    let mut run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let mut healed_at = Instant::now();
+    for round in 0..run.settings.rounds {
+        let victim = run.rng.random_range(1..=3u64);
+        tracing::info!(round, victim, "--- kill -9 a node of the sharded cluster");
+        cluster.node(victim).kill();
+        run.progress(run.settings.progress_ops, "progress without it")
+            .await;
+        cluster.node(victim).start();
+        healed_at = Instant::now();
+        cluster.shard_leaders(4).await;
+        cluster.caught_up(victim).await;
+        tracing::info!(round, victim, "--- it is back and caught up");
+    }
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_a_follower() {
     let _turn = ONE_AT_A_TIME.lock().await;

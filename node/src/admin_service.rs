@@ -17,8 +17,9 @@ use islab_proto::v1::{
     CreateShardsRequest, CreateShardsResponse, GroupStatus, InitRequest, InitResponse, Member,
     MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
-    MoveReplicaRequest, MoveReplicaResponse, ShardListRequest, ShardListResponse, StatusRequest,
-    StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    MoveReplicaRequest, MoveReplicaResponse, SetFailpointRequest, SetFailpointResponse,
+    ShardListRequest, ShardListResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
 };
 use islab_raft::Node;
 use islab_shardmap::ShardMap;
@@ -134,6 +135,29 @@ impl AdminService {
             }
         }
         Ok(cluster_id)
+    }
+
+    /// Data shard `id`, if this node leads it (awake: a change follows).
+    fn led_shard(&self, id: u64) -> Result<Arc<Shard>> {
+        if id == META_GROUP {
+            return Err(Error::InvalidArgument("shard ids start at 1".into()));
+        }
+        let shard = self.node.shard(id).map_err(|_| self.not_here(id))?;
+        let shard = Self::led(shard, self.node.id())?;
+        shard.wake();
+        Ok(shard)
+    }
+
+    /// Takes node `id` off the map's draining list, if it is on it.
+    async fn undrain(meta: &Shard, id: u64) -> Result<()> {
+        if let Some((map, version)) = meta::read_map(meta)?
+            && map.is_draining(id)
+        {
+            let mut next = map.next_epoch();
+            next.draining.retain(|n| *n != id);
+            meta::propose_map(meta, Some(version), &next).await?;
+        }
+        Ok(())
     }
 
     /// A request for a shard this node holds no replica of: point at one that does.
@@ -321,13 +345,7 @@ impl Admin for AdminService {
             .await
             .map_err(|e| shard.write_error(e))?;
         // A node that comes back under the id of one removed earlier takes replicas again.
-        if let Some((map, version)) = meta::read_map(&shard)?
-            && map.is_draining(r.id)
-        {
-            let mut next = map.next_epoch();
-            next.draining.retain(|n| *n != r.id);
-            meta::propose_map(&shard, Some(version), &next).await?;
-        }
+        Self::undrain(&shard, r.id).await?;
         Ok(Response::new(MemberAddResponse {
             members: Self::member_list(&shard),
         }))
@@ -391,14 +409,8 @@ impl Admin for AdminService {
         // The node is gone: it need not be marked draining any more. Best effort: the removal
         // itself is done (if this node removed itself it leads no more), and a stale entry only
         // names a node that is no member.
-        if let Ok(Some((map, version))) = meta::read_map(&shard)
-            && map.is_draining(id)
-        {
-            let mut next = map.next_epoch();
-            next.draining.retain(|n| *n != id);
-            if let Err(e) = meta::propose_map(&shard, Some(version), &next).await {
-                tracing::warn!(node = id, error = %e, "clearing the draining mark");
-            }
+        if let Err(e) = Self::undrain(&shard, id).await {
+            tracing::warn!(node = id, error = %e, "clearing the draining mark");
         }
         Ok(Response::new(MemberRemoveResponse {
             members: Self::member_list(&shard),
@@ -417,15 +429,7 @@ impl Admin for AdminService {
         req: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
         let r = req.into_inner();
-        if r.shard == META_GROUP {
-            return Err(Error::InvalidArgument("shard ids start at 1".into()).into());
-        }
-        let shard = self
-            .node
-            .shard(r.shard)
-            .map_err(|_| self.not_here(r.shard))?;
-        let shard = Self::led(shard, self.node.id())?;
-        shard.wake();
+        let shard = self.led_shard(r.shard)?;
         if r.to == self.node.id() {
             return Ok(Response::new(TransferLeaderResponse { leader_id: r.to }));
         }
@@ -473,15 +477,7 @@ impl Admin for AdminService {
         req: Request<MoveReplicaRequest>,
     ) -> Result<Response<MoveReplicaResponse>, Status> {
         let r = req.into_inner();
-        if r.shard == META_GROUP {
-            return Err(Error::InvalidArgument("shard ids start at 1".into()).into());
-        }
-        let shard = self
-            .node
-            .shard(r.shard)
-            .map_err(|_| self.not_here(r.shard))?;
-        let shard = Self::led(shard, self.node.id())?;
-        shard.wake();
+        let shard = self.led_shard(r.shard)?;
         let membership = || {
             let m = shard.raft.metrics().borrow_watched().clone();
             let config = m.membership_config.membership().clone();
@@ -577,6 +573,40 @@ impl Admin for AdminService {
     ) -> Result<Response<StatusResponse>, Status> {
         Ok(Response::new(local_status(&self.node)))
     }
+
+    async fn set_failpoint(
+        &self,
+        req: Request<SetFailpointRequest>,
+    ) -> Result<Response<SetFailpointResponse>, Status> {
+        set_failpoint(req.get_ref())?;
+        Ok(Response::new(SetFailpointResponse {}))
+    }
+}
+
+/// Sets one failpoint (see `islab_storage::failpoints`); only in a failpoints build.
+#[cfg(feature = "failpoints")]
+fn set_failpoint(req: &SetFailpointRequest) -> Result<(), Status> {
+    if !islab_storage::failpoints::NAMES.contains(&req.name.as_str()) {
+        return Err(Status::invalid_argument(format!(
+            "unknown failpoint {:?}; known: {}",
+            req.name,
+            islab_storage::failpoints::NAMES.join(", ")
+        )));
+    }
+    if req.actions.is_empty() || req.actions == "off" {
+        fail::remove(&req.name);
+    } else {
+        fail::cfg(&req.name, &req.actions).map_err(|e| {
+            Status::invalid_argument(format!("failpoint {}: bad actions: {e}", req.name))
+        })?;
+    }
+    tracing::warn!(name = %req.name, actions = %req.actions, "failpoint set");
+    Ok(())
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn set_failpoint(_req: &SetFailpointRequest) -> Result<(), Status> {
+    Err(Status::unimplemented("built without failpoints"))
 }
 
 /// This node's view of itself and of every group it holds.

@@ -18,6 +18,15 @@ pub struct Move {
     pub remove: Option<NodeId>,
 }
 
+/// The members that may take replicas and leaders: those not draining.
+fn eligible(map: &ShardMap, members: &[NodeId]) -> Vec<NodeId> {
+    members
+        .iter()
+        .copied()
+        .filter(|n| !map.is_draining(*n))
+        .collect()
+}
+
 /// Replicas per node among `eligible` (zero for a node holding none).
 pub fn replica_counts(map: &ShardMap, eligible: &[NodeId]) -> BTreeMap<NodeId, usize> {
     let mut counts: BTreeMap<NodeId, usize> = eligible.iter().map(|&n| (n, 0)).collect();
@@ -34,11 +43,7 @@ pub fn replica_counts(map: &ShardMap, eligible: &[NodeId]) -> BTreeMap<NodeId, u
 /// The next replica change the map needs, or `None` when it is where it should be.
 /// `members` are the cluster's nodes; draining ones among them are not eligible.
 pub fn plan_move(map: &ShardMap, members: &[NodeId]) -> Option<Move> {
-    let eligible: Vec<NodeId> = members
-        .iter()
-        .copied()
-        .filter(|n| !map.is_draining(*n))
-        .collect();
+    let eligible = eligible(map, members);
     if eligible.is_empty() {
         return None;
     }
@@ -142,11 +147,7 @@ pub fn plan_leader_transfer(
     leaders: &BTreeMap<ShardId, NodeId>,
     members: &[NodeId],
 ) -> Option<(ShardId, NodeId)> {
-    let eligible: Vec<NodeId> = members
-        .iter()
-        .copied()
-        .filter(|n| !map.is_draining(*n))
-        .collect();
+    let eligible = eligible(map, members);
     if eligible.is_empty() {
         return None;
     }

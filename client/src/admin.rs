@@ -158,7 +158,9 @@ impl Admin {
             .call(
                 "MemberRemove",
                 Route::Leader,
-                Kind::Change,
+                // Each attempt is quick (the server answers "draining, retry" at once, or
+                // makes one membership change), so one that hangs is cut off and retried.
+                Kind::Read,
                 message,
                 |mut c, r| async move { c.member_remove(r).await },
             )

@@ -571,6 +571,72 @@ async fn kill_a_node_of_a_sharded_cluster() {
     run.finish(&cluster).await;
 }
 
+/// Membership changes under the workload: a fourth node joins (replicas move onto it, each
+/// catching up before it votes), then node 1 leaves (its replicas move off first), all while
+/// the clients read and write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_and_leave_under_the_workload() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("membership");
+    let mut cluster = Cluster::start_sharded(3, 4, 3, &[]).await;
+    let run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let admin = cluster
+        .client()
+        .admin()
+        .with_deadline(Duration::from_secs(180));
+
+    tracing::info!("--- node 4 joins");
+    cluster.add_process(4, &[]).start();
+    admin.member_add(4, cluster.node(4).addr()).await.unwrap();
+    admin.member_promote(4).await.unwrap();
+    wait_for(
+        "node 4 to hold replicas",
+        Duration::from_secs(120),
+        || async {
+            let list = admin.shard_list().await.map_err(|e| e.to_string())?;
+            let held = list
+                .shards
+                .iter()
+                .filter(|s| s.replicas.contains(&4))
+                .count();
+            if held >= 2 {
+                Ok(())
+            } else {
+                Err(format!("node 4 holds {held}"))
+            }
+        },
+    )
+    .await;
+    run.progress(run.settings.progress_ops, "progress after the join")
+        .await;
+
+    tracing::info!("--- node 1 leaves: its replicas move off first");
+    let members = match admin.member_remove(1).await {
+        Ok(members) => members,
+        Err(e) => {
+            for n in &cluster.nodes {
+                eprintln!("--- node {} log:\n{}", n.id, n.log_tail());
+            }
+            panic!("member remove 1: {e}");
+        }
+    };
+    assert!(!members.iter().any(|m| m.id == 1), "{members:?}");
+    let list = admin.shard_list().await.unwrap();
+    assert!(
+        list.shards
+            .iter()
+            .all(|s| !s.replicas.contains(&1) && s.replicas.len() == 3)
+    );
+    cluster.node(1).stop();
+    cluster.nodes.retain(|n| n.id != 1);
+    let healed_at = Instant::now();
+    cluster.shard_leaders(4).await;
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_a_follower() {
     let _turn = ONE_AT_A_TIME.lock().await;

@@ -9,6 +9,10 @@
 //! All tasks share one SDK `Client` (one connection per node). Latencies go into HDR
 //! histograms per operation kind (microseconds, 3 significant digits); the report names every
 //! setting, the cluster's durability mode included, so a number can always be traced back.
+//!
+//! `--target etcd` (feature `etcd`) sends the same operations to an etcd cluster instead
+//! (`bench_etcd.rs`): same loops, keys, values, histograms and report, so the two systems are
+//! measured by one load generator (`bench/compare-etcd.sh`).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -18,13 +22,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use islab_client::{BatchOp, Client, ReadConsistency, Scan};
+use islab_client::ReadConsistency;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use serde_json::json;
 
 use crate::Outcome;
+use crate::bench_target::{Target, TargetInfo};
 use crate::cli::{
     BenchArgs, BenchDistribution, BenchWorkload, ConsistencyArg, GlobalArgs, WriteOut,
 };
@@ -117,7 +122,7 @@ impl Workload {
     }
 
     /// Runs one operation; returns its kind and how many keys it touched.
-    async fn one(&self, client: &Client, rng: &mut SmallRng) -> (Kind, Result<u64, String>) {
+    async fn one(&self, target: &Target, rng: &mut SmallRng) -> (Kind, Result<u64, String>) {
         let kind = match self.kind {
             BenchWorkload::Put => Kind::Put,
             BenchWorkload::Get => Kind::Get,
@@ -132,27 +137,24 @@ impl Workload {
         };
         let result = match kind {
             Kind::Put if self.batch > 1 => {
-                let ops: Vec<BatchOp> = (0..self.batch)
-                    .map(|_| BatchOp::put(self.key(self.pick(rng)), self.value.clone()))
+                let items = (0..self.batch)
+                    .map(|_| (self.key(self.pick(rng)), self.value.clone()))
                     .collect();
-                client.batch_per_shard(ops).await.map(|r| r.len() as u64)
+                target.put_all(items).await
             }
-            Kind::Put => client
-                .put(self.key(self.pick(rng)), self.value.clone())
-                .await
-                .map(|_| 1),
-            Kind::Get => client
-                .get_with(self.key(self.pick(rng)), self.consistency)
-                .await
-                .map(|_| 1),
+            Kind::Put => {
+                target
+                    .put(self.key(self.pick(rng)), self.value.clone())
+                    .await
+            }
+            Kind::Get => target.get(self.key(self.pick(rng)), self.consistency).await,
             Kind::Scan => {
-                let scan = Scan::from_key(self.key(self.pick(rng)))
-                    .limit(self.scan_limit as usize)
-                    .consistency(self.consistency);
-                client.scan_page(&scan).await.map(|p| p.items.len() as u64)
+                target
+                    .scan(self.key(self.pick(rng)), self.scan_limit, self.consistency)
+                    .await
             }
         };
-        (kind, result.map_err(|e| e.to_string()))
+        (kind, result)
     }
 }
 
@@ -216,13 +218,16 @@ pub fn run(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let client = connect::client(global, Duration::from_secs(30))?;
-    let report = runtime.block_on(measure(args, client, workload))?;
+    let report = runtime.block_on(async {
+        let target = Target::connect(args, global).await?;
+        measure(args, target, workload).await
+    })?;
     print_report(args, global, &report, format, out)?;
     Ok(Outcome::Clean)
 }
 
 struct Report {
+    system: String,
     durability: String,
     nodes: usize,
     prefilled: u64,
@@ -232,17 +237,12 @@ struct Report {
     tally: Tally,
 }
 
-async fn measure(args: &BenchArgs, client: Client, workload: Arc<Workload>) -> Result<Report> {
-    let status = client
-        .admin()
-        .status()
-        .await
-        .context("asking the cluster for its status")?;
-    let durability = status.durability.clone();
-    let nodes = status
-        .groups
-        .first()
-        .map_or(0, |g| g.members.iter().filter(|m| m.voter).count());
+async fn measure(args: &BenchArgs, client: Target, workload: Arc<Workload>) -> Result<Report> {
+    let TargetInfo {
+        system,
+        durability,
+        voters: nodes,
+    } = client.info().await?;
 
     let mut prefilled = 0;
     if args.workload != BenchWorkload::Put && !args.no_prefill {
@@ -284,6 +284,7 @@ async fn measure(args: &BenchArgs, client: Client, workload: Arc<Workload>) -> R
     ticker.abort();
     bar.finish_and_clear();
     Ok(Report {
+        system,
         durability,
         nodes,
         prefilled,
@@ -308,7 +309,7 @@ fn progress(args: &BenchArgs) -> indicatif::ProgressBar {
 }
 
 /// Writes every key of the keyspace once (in batches of 100), so reads find something.
-async fn prefill(client: &Client, workload: &Arc<Workload>, clients: usize) -> Result<u64> {
+async fn prefill(client: &Target, workload: &Arc<Workload>, clients: usize) -> Result<u64> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..clients.clamp(1, 32) {
@@ -322,12 +323,13 @@ async fn prefill(client: &Client, workload: &Arc<Workload>, clients: usize) -> R
                     return anyhow::Ok(());
                 }
                 let end = (start + 100).min(workload.keyspace);
-                let ops: Vec<BatchOp> = (start..end)
-                    .map(|i| BatchOp::put(workload.key(i), workload.value.clone()))
+                let items = (start..end)
+                    .map(|i| (workload.key(i), workload.value.clone()))
                     .collect();
                 client
-                    .batch_per_shard(ops)
+                    .put_all(items)
                     .await
+                    .map_err(anyhow::Error::msg)
                     .context("prefilling the keyspace")?;
             }
         }));
@@ -340,7 +342,7 @@ async fn prefill(client: &Client, workload: &Arc<Workload>, clients: usize) -> R
 
 async fn closed_loop(
     clients: usize,
-    client: &Client,
+    client: &Target,
     workload: &Arc<Workload>,
     deadline: Instant,
     done: &Arc<AtomicU64>,
@@ -375,7 +377,7 @@ async fn closed_loop(
 async fn open_loop(
     rate: u64,
     max_in_flight: usize,
-    client: &Client,
+    client: &Target,
     workload: &Arc<Workload>,
     deadline: Instant,
     done: &Arc<AtomicU64>,
@@ -491,6 +493,7 @@ fn print_report(
             .collect();
         let doc = json!({
             "settings": {
+                "target": r.system,
                 "workload": workload,
                 "endpoints": connect::endpoints(global),
                 "voters": r.nodes,
@@ -523,9 +526,10 @@ fn print_report(
     }
     writeln!(
         out,
-        "settings: workload={workload} {loop_kind}; duration={:.1}s; durability={} on {} voters; \
+        "settings: target={}; workload={workload} {loop_kind}; duration={:.1}s; durability={} on {} voters; \
          key={} B value={} B keyspace={} ({distribution}); read-consistency={consistency}; \
          batch={}{}{}",
+        r.system,
         args.duration.as_secs_f64(),
         r.durability,
         r.nodes,

@@ -178,6 +178,11 @@ pub struct PlaygroundArgs {
     /// When the nodes acknowledge a write (passed to `islab server`). [default: sync]
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityArg>,
+
+    /// Shards of a new cluster (3 replicas each, fewer with fewer nodes); ignored when the
+    /// directory holds an earlier playground.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub shards: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -472,6 +477,11 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub workload: BenchWorkload,
 
+    /// The system under load: an IsLabDB cluster, or an etcd cluster at --endpoints (through
+    /// the etcd-client crate; needs an islab built with `--features etcd`).
+    #[arg(long, value_enum, default_value_t = BenchTarget::Islab)]
+    pub target: BenchTarget,
+
     /// Operations in flight (closed loop). With --rate, the most in flight at once.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
@@ -524,6 +534,12 @@ pub struct BenchArgs {
     /// No progress bar (it also hides itself when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchTarget {
+    Islab,
+    Etcd,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -16,10 +16,14 @@
 //! - `cluster`, `member`, `kv` — the client commands (`cluster init|status`, `member …`,
 //!   `put|get|del|scan`), over the SDK; `connect` builds their runtime and client, `table`
 //!   lines up `-w table` output.
-//! - `bench` — `islab bench`: load generator with HDR latency percentiles.
+//! - `bench` — `islab bench`: load generator with HDR latency percentiles; `bench_target` is
+//!   what it loads (IsLabDB, or etcd through `bench_etcd` with the `etcd` feature).
 //! - `health` — `islab health`: one gRPC health check, for container healthchecks.
 
 mod bench;
+#[cfg(feature = "etcd")]
+mod bench_etcd;
+mod bench_target;
 mod checkpoint_inspect;
 mod cli;
 mod cluster;

@@ -108,7 +108,7 @@ pub fn run(args: &PlaygroundArgs, format: WriteOut, out: &mut impl Write) -> Res
         }
         let probe = connect::probe_client(&addrs, Default::default(), Duration::from_secs(2))?;
         let ready = tokio::select! {
-            r = start(&probe, &addrs, &mut nodes) => r?,
+            r = start(&probe, &addrs, &mut nodes, args.shards) => r?,
             sig = signals.recv() => {
                 eprintln!("islab playground: {sig} during startup: stopping the nodes");
                 return anyhow::Ok(Outcome::Clean);
@@ -187,7 +187,12 @@ fn check_dirs_free(dir: &Path, nodes: u64) -> Result<()> {
 
 /// Waits for every node to serve, initialises the cluster (or finds the one the directory
 /// already holds), and waits for it to form.
-async fn start(probe: &Client, addrs: &[String], nodes: &mut NodeProcesses) -> Result<Ready> {
+async fn start(
+    probe: &Client,
+    addrs: &[String],
+    nodes: &mut NodeProcesses,
+    shards: u32,
+) -> Result<Ready> {
     let statuses = wait_serving(probe, addrs, nodes).await?;
     let existing: BTreeSet<&str> = statuses
         .iter()
@@ -207,7 +212,7 @@ async fn start(probe: &Client, addrs: &[String], nodes: &mut NodeProcesses) -> R
             };
             let id = Client::with_config(config)?
                 .admin()
-                .init_at(&addrs[0], members)
+                .init_sharded(&addrs[0], members, shards, 3)
                 .await
                 .context("initialising the cluster")?;
             (id, true)
@@ -399,6 +404,7 @@ fn print_ready(
     for example in [
         "put hello world",
         "get hello",
+        "shard list",
         "cluster status -w table",
         "member list",
     ] {

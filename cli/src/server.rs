@@ -71,6 +71,8 @@ fn read_file(path: &Path) -> Result<NodeConfig> {
 
 pub fn run(args: ServerArgs) -> Result<Outcome> {
     let config = config(&args)?;
+    #[cfg(feature = "failpoints")]
+    let _failpoints = failpoints_setup();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("islab")
@@ -96,6 +98,25 @@ pub fn run(args: ServerArgs) -> Result<Outcome> {
         node.shutdown().await?;
         Ok(Outcome::Clean)
     })
+}
+
+/// A failpoints build (`--features failpoints`, see `islab_storage::failpoints`): sets the
+/// failpoints `FAILPOINTS` names (`name=actions;…`; a malformed value stops the server), and
+/// makes every panic abort the process, so a failpoint's `panic` is a crash wherever it fires
+/// rather than a task failure tokio would catch and the node might outlive.
+#[cfg(feature = "failpoints")]
+fn failpoints_setup() -> fail::FailScenario<'static> {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    let scenario = fail::FailScenario::setup();
+    let active = fail::list();
+    if !active.is_empty() {
+        tracing::warn!(failpoints = ?active, "failpoints set from FAILPOINTS");
+    }
+    scenario
 }
 
 async fn shutdown_signal() -> Result<()> {

@@ -55,10 +55,35 @@ impl Cluster {
         cluster
     }
 
+    /// Like [`Cluster::start_with`], every node running the `islab` built with failpoints
+    /// ([`islab_failpoints_binary`](crate::islab_failpoints_binary)); none is set yet.
+    pub async fn start_failpoints(n: u64, extra_args: &[&str]) -> Cluster {
+        let binary = crate::islab_failpoints_binary();
+        let cluster = Cluster::launch_with(n, extra_args, 1, 3, Some(binary)).await;
+        cluster.leader().await;
+        cluster
+    }
+
     async fn launch(n: u64, extra_args: &[&str], shards: u32, replication: u32) -> Cluster {
+        Cluster::launch_with(n, extra_args, shards, replication, None).await
+    }
+
+    async fn launch_with(
+        n: u64,
+        extra_args: &[&str],
+        shards: u32,
+        replication: u32,
+        binary: Option<std::path::PathBuf>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut nodes: Vec<NodeProcess> = (1..=n)
-            .map(|id| NodeProcess::new(id, dir.path(), extra_args))
+            .map(|id| {
+                let mut node = NodeProcess::new(id, dir.path(), extra_args);
+                if let Some(b) = &binary {
+                    node.set_binary(b.clone());
+                }
+                node
+            })
             .collect();
         for node in &mut nodes {
             node.start();

@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //!
-//! - `binary` — finding (or building) the `islab` binary.
+//! - `binary` — finding (or building) the `islab` binary, and one built with failpoints.
 //! - [`Load`] (`load.rs`) — writers that record what was acknowledged.
 //! - `process` — [`NodeProcess`]: one `islab server`.
 //! - [`Cluster`] (`cluster.rs`) — N nodes, initialised, with a client and status helpers.
@@ -29,7 +29,7 @@ mod load;
 mod process;
 mod wait;
 
-pub use binary::islab_binary;
+pub use binary::{islab_binary, islab_failpoints_binary};
 pub use cluster::{Cluster, DATA_SHARD, data_group};
 pub use compose::ComposeCluster;
 pub use load::Load;

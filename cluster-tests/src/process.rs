@@ -15,6 +15,10 @@ pub struct NodeProcess {
     pub data_dir: PathBuf,
     log: PathBuf,
     extra_args: Vec<String>,
+    /// The binary to run instead of [`islab_binary`] (a failpoints build, say).
+    binary: Option<PathBuf>,
+    /// Extra environment for the next start (`FAILPOINTS`, say).
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -27,7 +31,56 @@ impl NodeProcess {
             data_dir: dir.join(format!("node{id}")),
             log: dir.join(format!("node{id}.log")),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            binary: None,
+            env: Vec::new(),
             child: None,
+        }
+    }
+
+    /// Runs `binary` instead of the default `islab` from the next start on.
+    pub fn set_binary(&mut self, binary: PathBuf) {
+        self.binary = Some(binary);
+    }
+
+    /// Sets (`Some`) or removes (`None`) an environment variable for the next starts.
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.env.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            self.env.push((name.to_string(), v.to_string()));
+        }
+    }
+
+    /// Sets (actions "off": clears) failpoint `name` in the running node, through
+    /// `Admin.SetFailpoint` (a failpoints build only; others answer UNIMPLEMENTED).
+    pub async fn set_failpoint(&self, name: &str, actions: &str) -> Result<(), tonic::Status> {
+        let mut admin =
+            islab_proto::v1::admin_client::AdminClient::connect(format!("http://{}", self.addr()))
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        admin
+            .set_failpoint(islab_proto::v1::SetFailpointRequest {
+                name: name.to_string(),
+                actions: actions.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns its exit status (the
+    /// process is then reaped: [`NodeProcess::start`] may run it again), or `None` if it still
+    /// runs (or was not running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -56,7 +109,8 @@ impl NodeProcess {
             .append(true)
             .open(&self.log)
             .expect("node log");
-        let mut child = Command::new(islab_binary())
+        let binary = self.binary.clone().unwrap_or_else(islab_binary);
+        let mut child = Command::new(binary)
             .arg("server")
             .args(["--id", &self.id.to_string()])
             .args(["--listen", &self.addr()])
@@ -67,6 +121,10 @@ impl NodeProcess {
             .args(["--heartbeat-ms", "100", "--election-timeout-ms", "500"])
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=warn")
+            // A crash's message stays at the end of the log (`log_tail`), not under a
+            // backtrace the test runner's own RUST_BACKTRACE would add.
+            .env("RUST_BACKTRACE", "0")
+            .envs(self.env.iter().map(|(n, v)| (n, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -138,6 +196,13 @@ impl NodeProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the node's whole log (every run on this data directory) contains `text`.
+    pub fn log_contains(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(text)
     }
 
     /// The last lines of the node's log, for failure messages.

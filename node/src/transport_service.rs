@@ -145,6 +145,12 @@ impl Transport for TransportService {
             }
         };
         tracing::info!(group = shard.group, snapshot = %meta, bytes = checkpoint.size(), "received snapshot");
+        islab_storage::failpoint!("snapshot::install", |_| {
+            let _ = std::fs::remove_file(&path);
+            refuse(Error::Internal(
+                islab_storage::failpoints::injected_error("snapshot::install").to_string(),
+            ))
+        });
         let result = shard
             .raft
             .install_full_snapshot(

@@ -168,6 +168,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let store = self.store.current();
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id;
+            islab_storage::failpoint!("apply::before", |_| Err(
+                islab_storage::failpoints::injected_error("apply::before")
+            ));
             let response = match entry.payload {
                 EntryPayload::Blank => Response::None,
                 EntryPayload::Normal(request) => store.apply_request(log_id.index, &request),

@@ -170,7 +170,17 @@ impl Checkpoint {
         let file = out.into_inner().map_err(|e| werr(e.into_error()))?;
         file.sync_all().map_err(|e| io_err("syncing", &tmp, e))?;
         drop(file);
+        crate::failpoint!("checkpoint::before_rename", |_| Err(io_err(
+            "renaming",
+            &tmp,
+            crate::failpoints::injected_error("checkpoint::before_rename")
+        )));
         std::fs::rename(&tmp, path).map_err(|e| io_err("renaming", &tmp, e))?;
+        crate::failpoint!("checkpoint::after_rename", |_| Err(io_err(
+            "syncing the directory of",
+            path,
+            crate::failpoints::injected_error("checkpoint::after_rename")
+        )));
         sync_parent(path)?;
         Checkpoint::open(path)
     }

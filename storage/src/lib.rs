@@ -19,6 +19,7 @@
 //! - `checkpoint` — checkpoint files, also streamed as chunks.
 //! - `catalog`, `data_dir` — sled metadata, and the locked directory layout.
 //! - [`codec`] — bincode 2, the one place typed values become bytes.
+//! - [`failpoints`] — named fault-injection points (cargo feature `failpoints`).
 //! - `config`, `error` — [`WalConfig`] and the crate's one [`Error`].
 
 mod catalog;
@@ -28,6 +29,7 @@ mod command;
 mod config;
 mod data_dir;
 mod error;
+pub mod failpoints;
 mod fs;
 mod group_log;
 mod memstore;

@@ -213,6 +213,13 @@ impl Writer {
         if buf.is_empty() {
             return Ok(());
         }
+        crate::failpoint!("wal::before_write", |_| Err(Error::io(
+            format!(
+                "writing {}",
+                segment_path(&self.shared.dir, self.current.0).display()
+            ),
+            crate::failpoints::injected_error("wal::before_write")
+        )));
         self.current.1.write_at(buf, at).map_err(|e| {
             Error::io(
                 format!(
@@ -224,8 +231,19 @@ impl Writer {
         })?;
         self.position = at + buf.len() as u64;
         self.dirty = true;
-        let mut st = self.shared.state.lock().unwrap();
-        st.sizes.insert(self.current.0, self.position);
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .sizes
+            .insert(self.current.0, self.position);
+        crate::failpoint!("wal::after_write", |_| Err(Error::io(
+            format!(
+                "writing {}",
+                segment_path(&self.shared.dir, self.current.0).display()
+            ),
+            crate::failpoints::injected_error("wal::after_write")
+        )));
         Ok(())
     }
 
@@ -238,6 +256,13 @@ impl Writer {
             });
         }
         if self.dirty {
+            crate::failpoint!("wal::before_fsync", |_| Err(Error::io(
+                format!(
+                    "fdatasync of {}",
+                    segment_path(&self.shared.dir, self.current.0).display()
+                ),
+                crate::failpoints::injected_error("wal::before_fsync")
+            )));
             self.current.1.sync_data().map_err(|e| {
                 Error::io(
                     format!(
@@ -248,6 +273,13 @@ impl Writer {
                 )
             })?;
             self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            crate::failpoint!("wal::after_fsync", |_| Err(Error::io(
+                format!(
+                    "fdatasync of {}",
+                    segment_path(&self.shared.dir, self.current.0).display()
+                ),
+                crate::failpoints::injected_error("wal::after_fsync")
+            )));
         }
         self.dirty = false;
         self.last_sync = Instant::now();

@@ -443,6 +443,13 @@ impl Admin for Fake {
         Err(Status::unimplemented("the fake has no shards"))
     }
 
+    async fn set_failpoint(
+        &self,
+        _request: Request<SetFailpointRequest>,
+    ) -> Result<Response<SetFailpointResponse>, Status> {
+        Err(Status::unimplemented("the fake has no failpoints"))
+    }
+
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let members = request.get_ref().members.clone();
         self.run("Init", &request, seen("Init"), |store| {

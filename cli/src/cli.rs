@@ -181,7 +181,7 @@ pub struct PlaygroundArgs {
 
     /// Shards of a new cluster (3 replicas each, fewer with fewer nodes); ignored when the
     /// directory holds an earlier playground.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = islab_node::DEFAULT_SHARDS, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub shards: u32,
 }
 
@@ -212,11 +212,11 @@ pub struct InitArgs {
     pub if_needed: bool,
 
     /// Shards (Raft groups) the key space is split into; fixed for the life of the cluster.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = islab_node::DEFAULT_SHARDS, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub shards: u32,
 
     /// Replicas per shard (capped by the number of nodes).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = islab_node::DEFAULT_REPLICATION, value_parser = clap::value_parser!(u32).range(1..))]
     pub replication: u32,
 }
 

@@ -212,7 +212,7 @@ async fn start(
             };
             let id = Client::with_config(config)?
                 .admin()
-                .init_sharded(&addrs[0], members, shards, 3)
+                .init_sharded(&addrs[0], members, shards, islab_node::DEFAULT_REPLICATION)
                 .await
                 .context("initialising the cluster")?;
             (id, true)

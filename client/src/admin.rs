@@ -38,8 +38,9 @@ pub struct Admin {
 /// Whether an RPC may be cut off by the per-attempt timeout.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// A quick read: bounded by `request_timeout` per attempt.
-    Read,
+    /// A quick call (a read, or a change the server answers at once): bounded by
+    /// `request_timeout` per attempt.
+    Quick,
     /// A change that may take long: bounded only by the deadline.
     Change,
 }
@@ -107,7 +108,7 @@ impl Admin {
         self.call(
             "MemberList",
             Route::AnyNode,
-            Kind::Read,
+            Kind::Quick,
             message,
             |mut c, r| async move { c.member_list(r).await },
         )
@@ -160,7 +161,7 @@ impl Admin {
                 Route::Leader,
                 // Each attempt is quick (the server answers "draining, retry" at once, or
                 // makes one membership change), so one that hangs is cut off and retried.
-                Kind::Read,
+                Kind::Quick,
                 message,
                 |mut c, r| async move { c.member_remove(r).await },
             )
@@ -173,7 +174,7 @@ impl Admin {
         self.call(
             "ShardList",
             Route::AnyNode,
-            Kind::Read,
+            Kind::Quick,
             proto::ShardListRequest {},
             |mut c, r| async move { c.shard_list(r).await },
         )
@@ -212,7 +213,7 @@ impl Admin {
         self.call(
             "Status",
             route,
-            Kind::Read,
+            Kind::Quick,
             message,
             |mut c, r| async move { c.status(r).await },
         )
@@ -258,7 +259,7 @@ impl Admin {
             group,
             deadline: self.deadline,
             attempt_timeout: match kind {
-                Kind::Read => Some(config.request_timeout),
+                Kind::Quick => Some(config.request_timeout),
                 Kind::Change => None,
             },
         };

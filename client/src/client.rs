@@ -27,7 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::admin::Admin;
 use crate::batch::{BatchOp, OpResult};
-use crate::coalesce::{Coalescer, Outcome, Turn, TurnGuard};
+use crate::coalesce::{Coalescer, Outcome, Turn, TurnGuard, op_key};
 use crate::config::ClientConfig;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
@@ -532,15 +532,6 @@ impl Client {
             }
         }
         Ok(results.into_iter().flatten().collect())
-    }
-}
-
-/// The key a wire batch op touches.
-fn op_key(op: &proto::BatchOp) -> Option<&[u8]> {
-    match op.op.as_ref()? {
-        proto::batch_op::Op::Put(p) => Some(&p.key),
-        proto::batch_op::Op::Delete(d) => Some(&d.key),
-        proto::batch_op::Op::Cas(c) => Some(&c.key),
     }
 }
 

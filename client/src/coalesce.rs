@@ -87,11 +87,12 @@ impl Drop for TurnGuard {
     }
 }
 
-fn key_of(op: &proto::BatchOp) -> Option<&Bytes> {
+/// The key a wire batch op touches (`None` for an op that names no operation).
+pub(crate) fn op_key(op: &proto::BatchOp) -> Option<&Bytes> {
     match op.op.as_ref()? {
         proto::batch_op::Op::Put(p) => Some(&p.key),
         proto::batch_op::Op::Delete(d) => Some(&d.key),
-        proto::batch_op::Op::Cas(_) => None,
+        proto::batch_op::Op::Cas(c) => Some(&c.key),
     }
 }
 
@@ -114,7 +115,9 @@ impl Coalescer {
     /// queued, or that would overfill the batch, goes now too, on its own (concurrent writes
     /// of one key have no order to keep).
     pub(crate) fn offer(shared: &Arc<Shared>, group: u64, op: &proto::BatchOp) -> Turn {
-        let Some(key) = key_of(op) else {
+        // A CAS is never coalesced: its failure would fail the whole batch.
+        let is_cas = matches!(op.op, Some(proto::batch_op::Op::Cas(_)));
+        let Some(key) = op_key(op).filter(|_| !is_cas) else {
             return Turn::Now(None);
         };
         let mut queues = shared.coalescer.lock();

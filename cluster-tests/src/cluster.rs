@@ -106,6 +106,23 @@ impl Cluster {
         cluster
     }
 
+    /// Asserts that every acknowledged write (key, value, version), as `Load` records them,
+    /// is readable — linearizably, through the current leaders — with the version it was
+    /// acknowledged with.
+    pub async fn assert_acked(&self, acked: &[(String, String, u64)]) {
+        let client = self.client();
+        for (key, value, version) in acked {
+            let got = client
+                .get(key.clone())
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("acknowledged {key} lost"));
+            assert_eq!(&got.value, value, "{key}");
+            assert_eq!(got.version, *version, "{key}");
+        }
+        tracing::info!(checked = acked.len(), "all acknowledged writes present");
+    }
+
     /// Waits (60 s) until each of the `shards` shards has a leader that every running node
     /// holding the shard agrees on; returns shard → leader node.
     pub async fn shard_leaders(&self, shards: usize) -> BTreeMap<u64, u64> {

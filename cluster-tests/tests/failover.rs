@@ -51,15 +51,5 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     cluster.converged(0).await;
 
     tracing::info!("--- every acknowledged write is readable, with its version");
-    let client = cluster.client();
-    for (key, value, version) in &acked {
-        let got = client
-            .get(key.clone())
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged {key} lost"));
-        assert_eq!(&got.value, value, "{key}");
-        assert_eq!(got.version, *version, "{key}");
-    }
-    tracing::info!(checked = acked.len(), "all acknowledged writes present");
+    cluster.assert_acked(&acked).await;
 }

@@ -26,22 +26,6 @@ fn exits(cluster: &mut Cluster, id: u64, within: Duration) -> ExitStatus {
     status.unwrap_or_else(|| panic!("node {id} still runs after {within:?}"))
 }
 
-/// Every acknowledged write is readable (linearizably, through the current leader) with the
-/// version it was acknowledged with.
-async fn check_acked(cluster: &Cluster, acked: &[(String, String, u64)]) {
-    let client = cluster.client();
-    for (key, value, version) in acked {
-        let got = client
-            .get(key.clone())
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged {key} lost"));
-        assert_eq!(&got.value, value, "{key}");
-        assert_eq!(got.version, *version, "{key}");
-    }
-    tracing::info!(checked = acked.len(), "all acknowledged writes present");
-}
-
 /// A node of the data shard that is not its leader.
 async fn a_follower(cluster: &Cluster) -> u64 {
     let leader = cluster.leader().await;
@@ -100,13 +84,13 @@ async fn a_failed_fsync_stops_the_node_and_loses_no_acknowledged_write() {
     );
     assert!(acked.len() > before, "writes went on");
     tracing::info!("--- every acknowledged write is on the remaining two");
-    check_acked(&cluster, &acked).await;
+    cluster.assert_acked(&acked).await;
 
     tracing::info!("--- restart it without the failpoint: it catches up");
     cluster.node(victim).start();
     cluster.caught_up(victim).await;
     cluster.converged(0).await;
-    check_acked(&cluster, &acked).await;
+    cluster.assert_acked(&acked).await;
 }
 
 /// A crash while a checkpoint is written — before its rename on one node, after it on
@@ -178,7 +162,7 @@ async fn a_crash_during_a_checkpoint_recovers_from_the_previous_one_and_the_wal(
     let (acked, failures) = load.stop().await;
     assert!(failures <= 4, "{failures} writes failed outright");
     cluster.converged(0).await;
-    check_acked(&cluster, &acked).await;
+    cluster.assert_acked(&acked).await;
 }
 
 /// A follower whose apply is slowed down (`apply::before=sleep(10)`): the cluster keeps
@@ -229,7 +213,7 @@ async fn a_slow_applying_follower_does_not_stop_the_cluster() {
     assert_eq!(failures, 0, "no write fails because a follower is slow");
     cluster.caught_up(slow).await;
     cluster.converged(0).await;
-    check_acked(&cluster, &acked).await;
+    cluster.assert_acked(&acked).await;
 }
 
 /// Every failpoint set to `panic` on one node under load: the node crashes there, restarts
@@ -323,7 +307,7 @@ async fn a_crash_at_every_failpoint_loses_no_acknowledged_write() {
     let (acked, failures) = load.stop().await;
     assert!(failures <= 8, "{failures} writes failed outright");
     cluster.converged(0).await;
-    check_acked(&cluster, &acked).await;
+    cluster.assert_acked(&acked).await;
 }
 
 /// A plain build answers `SetFailpoint` with UNIMPLEMENTED; a failpoints build refuses an

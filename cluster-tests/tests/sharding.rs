@@ -274,14 +274,7 @@ async fn replicas_follow_nodes_joining_and_leaving_under_load() {
     let (acked, failed) = load.stop().await;
     assert_eq!(failed, 0, "the writers saw only retries, no failure");
     tracing::info!(acked = acked.len(), "--- every acknowledged write is there");
-    for (key, value, version) in &acked {
-        let kv = client
-            .get(key.clone())
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("{key} lost"));
-        assert_eq!((&kv.value[..], kv.version), (value.as_bytes(), *version));
-    }
+    cluster.assert_acked(&acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -419,6 +419,18 @@ pub struct ServerArgs {
     #[arg(long, env = "ISLAB_ADVERTISE", value_name = "HOST:PORT")]
     pub advertise: Option<String>,
 
+    /// Comma-separated `advertised=host:port` pairs: where this node dials a peer that the
+    /// cluster names by an address this machine cannot use as it is (NAT, a port forward, a
+    /// test's proxy). Peers not listed are dialled at their advertised address.
+    #[arg(
+        long,
+        env = "ISLAB_PEER_ADDRESS_MAP",
+        value_delimiter = ',',
+        value_name = "ADVERTISED=HOST:PORT",
+        value_parser = parse_mapping
+    )]
+    pub peer_address_map: Vec<(String, String)>,
+
     /// When a write is acknowledged: sync (fsynced) or async (written, fsynced every few ms).
     /// [default: sync]
     #[arg(long, env = "ISLAB_DURABILITY", value_enum)]

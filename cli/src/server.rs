@@ -31,6 +31,8 @@ pub fn config(args: &ServerArgs) -> Result<NodeConfig> {
     if let Some(a) = &args.advertise {
         c.advertise = Some(a.clone());
     }
+    c.peer_address_map
+        .extend(args.peer_address_map.iter().cloned());
     if let Some(d) = args.durability {
         c.wal.durability = match d {
             DurabilityArg::Sync => Durability::Sync,

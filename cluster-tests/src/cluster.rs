@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use islab_client::{Client, ClientConfig, GroupStatus, Member, StatusResponse};
 
 use crate::process::NodeProcess;
+use crate::proxy::Net;
 use crate::wait_for;
 
 /// The data shard of a cluster made by [`Cluster::start`]: its one shard.
@@ -24,6 +25,8 @@ pub fn data_group(s: &StatusResponse) -> Result<&GroupStatus, String> {
 /// N `islab server` processes in one temporary directory, initialised as one cluster.
 pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
+    /// The proxies between the nodes, for a cluster made by [`Cluster::start_proxied`].
+    net: Option<Net>,
     dir: tempfile::TempDir,
 }
 
@@ -64,6 +67,27 @@ impl Cluster {
         cluster
     }
 
+    /// Like [`Cluster::start_sharded`], every node dialling every other through a proxy of
+    /// that link ([`Cluster::net`]), which can cut, slow down or lose what it carries. Clients
+    /// reach the nodes directly.
+    pub async fn start_proxied(
+        n: u64,
+        shards: u32,
+        replication: u32,
+        extra_args: &[&str],
+    ) -> Cluster {
+        let cluster = Cluster::launch_inner(n, extra_args, shards, replication, None, true).await;
+        cluster.shard_leaders(shards as usize).await;
+        cluster
+    }
+
+    /// The proxies between the nodes of a cluster made by [`Cluster::start_proxied`].
+    pub fn net(&self) -> &Net {
+        self.net
+            .as_ref()
+            .expect("a cluster made by Cluster::start_proxied")
+    }
+
     async fn launch(n: u64, extra_args: &[&str], shards: u32, replication: u32) -> Cluster {
         Cluster::launch_with(n, extra_args, shards, replication, None).await
     }
@@ -75,6 +99,17 @@ impl Cluster {
         replication: u32,
         binary: Option<std::path::PathBuf>,
     ) -> Cluster {
+        Cluster::launch_inner(n, extra_args, shards, replication, binary, false).await
+    }
+
+    async fn launch_inner(
+        n: u64,
+        extra_args: &[&str],
+        shards: u32,
+        replication: u32,
+        binary: Option<std::path::PathBuf>,
+        proxied: bool,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut nodes: Vec<NodeProcess> = (1..=n)
             .map(|id| {
@@ -85,10 +120,23 @@ impl Cluster {
                 node
             })
             .collect();
+        let net = if proxied {
+            let addrs: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr())).collect();
+            let net = Net::start(&addrs).await;
+            for node in &mut nodes {
+                let map = net.peer_map(node.id, |id| {
+                    addrs.iter().find(|(i, _)| *i == id).unwrap().1.clone()
+                });
+                node.push_args(&["--peer-address-map", &map]);
+            }
+            Some(net)
+        } else {
+            None
+        };
         for node in &mut nodes {
             node.start();
         }
-        let cluster = Cluster { nodes, dir };
+        let cluster = Cluster { nodes, net, dir };
         let members: Vec<Member> = cluster
             .nodes
             .iter()

@@ -12,6 +12,8 @@
 //! - [`Load`] (`load.rs`) — writers that record what was acknowledged.
 //! - `process` — [`NodeProcess`]: one `islab server`.
 //! - [`Cluster`] (`cluster.rs`) — N nodes, initialised, with a client and status helpers.
+//! - [`proxy`] — a fault-injecting TCP proxy on every link between nodes: partitions,
+//!   delay and loss on loopback.
 //! - `wait` — [`wait_for`].
 //! - [`history`] — a Jepsen-style record of concurrent clients' operations (invoke, complete,
 //!   outcome), savable as JSON.
@@ -27,6 +29,7 @@ pub mod compose;
 pub mod history;
 mod load;
 mod process;
+pub mod proxy;
 mod wait;
 
 pub use binary::{islab_binary, islab_failpoints_binary};

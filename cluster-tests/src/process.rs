@@ -37,6 +37,11 @@ impl NodeProcess {
         }
     }
 
+    /// Adds `islab server` flags for the next starts.
+    pub fn push_args(&mut self, args: &[&str]) {
+        self.extra_args.extend(args.iter().map(|s| s.to_string()));
+    }
+
     /// Runs `binary` instead of the default `islab` from the next start on.
     pub fn set_binary(&mut self, binary: PathBuf) {
         self.binary = Some(binary);

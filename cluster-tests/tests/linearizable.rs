@@ -6,7 +6,10 @@
 //! the cluster must serve a write within 15 s of the heal.
 //!
 //! Scenarios: `kill -9` of the leader (several times), of a follower, of every node at once,
-//! and SIGSTOP of the leader for longer than the election timeout, then SIGCONT.
+//! SIGSTOP of the leader for longer than the election timeout, then SIGCONT; the leader cut
+//! off from the majority, and a slow, lossy network with partitions (both through the
+//! fault-injecting proxies of `proxy.rs`); a node of a sharded cluster killed; nodes joining
+//! and leaving.
 //!
 //! - `ISLAB_SEED=<n>` repeats a run's random choices (each scenario prints its seed); the
 //!   timing of a real cluster is not repeatable, so neither is the exact history.
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 use islab_client::{Client, ClientConfig, ReadConsistency};
 use islab_cluster_tests::checker::{self, Budget};
 use islab_cluster_tests::history::{History, Op, OpKind, OpResult, Outcome, unique_value};
+use islab_cluster_tests::proxy::Faults;
 use islab_cluster_tests::{Cluster, init_tracing, wait_for};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -731,6 +735,80 @@ async fn pause_the_leader_past_the_election_timeout() {
         tracing::info!(round, leader, paused = ?paused_at.elapsed(), "--- SIGCONT the old leader");
         cluster.caught_up(leader).await;
     }
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
+/// A network partition on loopback: the leader is cut off from the other two nodes (every
+/// link between them cut by the proxies; clients still reach all three, so some talk to the
+/// old leader, which can no longer commit or confirm a read), the majority elects a leader and
+/// serves, then the links heal and the old leader gets the messages that waited, late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolate_the_leader_from_the_majority() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("partition_leader");
+    let cluster = Cluster::start_proxied(3, 1, 3, &[]).await;
+    let mut run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let mut healed_at = Instant::now();
+    for round in 0..run.settings.rounds {
+        let leader = cluster.leader().await;
+        tracing::info!(round, leader, "--- cut the leader off from the majority");
+        cluster.net().partition(&[leader]);
+        let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+        let new = cluster.leader_among(&others).await;
+        assert_ne!(new, leader);
+        tracing::info!(round, new, "--- the majority elected a new leader");
+        run.progress(run.settings.progress_ops, "progress in the majority")
+            .await;
+        // Sometimes the partition outlasts a few more elections on the minority side.
+        let more = Duration::from_millis(run.rng.random_range(0..1500));
+        tokio::time::sleep(more).await;
+        cluster.net().heal();
+        healed_at = Instant::now();
+        tracing::info!(round, leader, "--- healed");
+        cluster.caught_up(leader).await;
+    }
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
+/// A slow and lossy network: every link delays each chunk by 1-11 ms and loses 5 % of them
+/// (each lost chunk arrives a retransmission timeout late, what follows waiting behind it),
+/// over a sharded cluster, while one node at a time is cut off from the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_lossy_network_with_partitions_of_a_sharded_cluster() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("lossy_sharded");
+    let cluster = Cluster::start_proxied(3, 4, 3, &[]).await;
+    let mut run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let lossy = Faults {
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_millis(10),
+        loss: 0.05,
+        ..Faults::NONE
+    };
+    tracing::info!(?lossy, "--- every link slow and lossy");
+    cluster.net().set_all(lossy);
+    run.progress(run.settings.progress_ops, "progress over the lossy links")
+        .await;
+    let mut healed_at = Instant::now();
+    for round in 0..run.settings.rounds {
+        let victim = run.rng.random_range(1..=3u64);
+        tracing::info!(round, victim, "--- cut a node off (links still lossy)");
+        cluster.net().partition(&[victim]);
+        run.progress(run.settings.progress_ops, "progress without it")
+            .await;
+        cluster.net().set_all(lossy);
+        healed_at = Instant::now();
+        tracing::info!(round, victim, "--- its links are back (lossy)");
+        cluster.shard_leaders(4).await;
+        cluster.caught_up(victim).await;
+    }
+    cluster.net().heal();
     run.served_after_heal(&cluster, healed_at).await;
     run.finish(&cluster).await;
 }

@@ -87,7 +87,8 @@ impl AdminService {
     async fn probe(&self, id: u64, addr: &str) -> Result<()> {
         let unreachable =
             |e: String| Error::Rejected(format!("cannot reach node {id} at {addr} to add it: {e}"));
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        let dial = self.node.peers.dial_addr(addr);
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{dial}"))
             .map_err(|e| Error::InvalidArgument(format!("bad address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(5));

@@ -3,6 +3,7 @@
 //! Layering (flags > env `ISLAB_*` > TOML file > defaults) is the CLI's job; the node only
 //! ever sees the result.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -23,6 +24,10 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// `host:port` other nodes and clients use to reach this node. Default: the bound address.
     pub advertise: Option<String>,
+    /// Where this node dials a peer that the cluster names by another address: advertised
+    /// `host:port` → the `host:port` to connect to (a peer behind NAT or a port forward, or a
+    /// test's fault-injecting proxy). Peers not in the map are dialled at their address.
+    pub peer_address_map: BTreeMap<String, String>,
     pub wal: WalConfig,
     pub limits: Limits,
     pub raft: RaftTiming,
@@ -35,6 +40,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("islab-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7379)),
             advertise: None,
+            peer_address_map: BTreeMap::new(),
             wal: WalConfig::default(),
             limits: Limits::default(),
             raft: RaftTiming::default(),
@@ -123,6 +129,13 @@ impl NodeConfig {
             && !a.contains(':')
         {
             return bad(format!("advertise must be host:port, got {a:?}"));
+        }
+        for (from, to) in &self.peer_address_map {
+            if !from.contains(':') || !to.contains(':') {
+                return bad(format!(
+                    "peer-address-map entries must be host:port=host:port, got {from:?}={to:?}"
+                ));
+            }
         }
         self.wal
             .sanitize()

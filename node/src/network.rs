@@ -7,7 +7,7 @@
 //!
 //! Every failure is reported to openraft as `Unreachable`, so it backs off and retries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,14 +39,22 @@ pub(crate) const SNAPSHOT_CHUNK: usize = 1 << 20;
 pub(crate) struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     max_message: usize,
+    /// Advertised address → where to dial it (`NodeConfig::peer_address_map`).
+    address_map: Arc<BTreeMap<String, String>>,
 }
 
 impl Peers {
-    pub fn new(max_message: usize) -> Peers {
+    pub fn new(max_message: usize, address_map: BTreeMap<String, String>) -> Peers {
         Peers {
             channels: Arc::default(),
             max_message,
+            address_map: Arc::new(address_map),
         }
+    }
+
+    /// Where to dial the node the cluster knows as `addr`.
+    pub fn dial_addr<'a>(&'a self, addr: &'a str) -> &'a str {
+        self.address_map.get(addr).map_or(addr, String::as_str)
     }
 
     /// A Raft transport client for the node at `addr` (`host:port`), on its shared channel.
@@ -68,7 +76,8 @@ impl Peers {
             match channels.get(addr) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Endpoint::from_shared(format!("http://{addr}"))
+                    let dial = self.dial_addr(addr);
+                    let c = Endpoint::from_shared(format!("http://{dial}"))
                         .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
                         .connect_timeout(Duration::from_secs(2))
                         .tcp_nodelay(true)

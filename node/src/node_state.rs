@@ -54,7 +54,10 @@ impl NodeState {
         wal: Wal,
         data_dir: DataDir,
     ) -> NodeState {
-        let peers = Peers::new(config.limits.max_message_bytes());
+        let peers = Peers::new(
+            config.limits.max_message_bytes(),
+            config.peer_address_map.clone(),
+        );
         NodeState {
             config,
             advertise,

@@ -81,6 +81,15 @@ impl Cluster {
         cluster
     }
 
+    /// [`Cluster::start_failpoints`] and [`Cluster::start_proxied`] at once: a failpoints
+    /// build behind the link proxies, one data shard.
+    pub async fn start_failpoints_proxied(n: u64, extra_args: &[&str]) -> Cluster {
+        let binary = crate::islab_failpoints_binary();
+        let cluster = Cluster::launch_inner(n, extra_args, 1, 3, Some(binary), true).await;
+        cluster.leader().await;
+        cluster
+    }
+
     /// The proxies between the nodes of a cluster made by [`Cluster::start_proxied`].
     pub fn net(&self) -> &Net {
         self.net

@@ -310,6 +310,73 @@ async fn a_crash_at_every_failpoint_loses_no_acknowledged_write() {
     cluster.assert_acked(&acked).await;
 }
 
+/// A follower cut off by the network — still running — until the leader has purged the log it
+/// lacks. The failpoint `snapshot::install` is set on it through the admin call while it is cut
+/// off (clients still reach it); when the links heal the leader sends it a checkpoint and it
+/// dies installing it. Restarted without the failpoint it installs the snapshot and catches
+/// up, and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cut_off_past_the_purge_dies_installing_the_snapshot() {
+    init_tracing();
+    let mut cluster = Cluster::start_failpoints_proxied(3, SNAPSHOT_ARGS).await;
+    let load = Load::start(&cluster.client(), "e", 4);
+    load.wait_more(0, 100, "100 acknowledged writes").await;
+
+    let victim = a_follower(&cluster).await;
+    let victim_addr = cluster.node(victim).addr();
+    tracing::info!(victim, "--- cut the follower off");
+    cluster.net().partition(&[victim]);
+    let applied = data_group(&cluster.status(&victim_addr).await.unwrap())
+        .unwrap()
+        .applied_index;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != victim).collect();
+    let leader = cluster.leader_among(&others).await;
+    let leader_addr = cluster.node(leader).addr();
+    wait_for(
+        "the leader to purge past the cut-off node",
+        Duration::from_secs(90),
+        || async {
+            let s = cluster.status(&leader_addr).await?;
+            let purged = data_group(&s)?.purged_index;
+            if purged > applied + 1 {
+                Ok(())
+            } else {
+                Err(format!("purged {purged}, the node applied {applied}"))
+            }
+        },
+    )
+    .await;
+    cluster
+        .node(victim)
+        .set_failpoint("snapshot::install", "panic")
+        .await
+        .unwrap();
+    tracing::info!(victim, "--- heal: the leader sends it a snapshot");
+    cluster.net().heal();
+    let status = exits(&mut cluster, victim, Duration::from_secs(60));
+    assert!(!status.success(), "node {victim} exited with {status}");
+    assert!(
+        cluster
+            .node(victim)
+            .log_tail()
+            .contains("snapshot::install"),
+        "the crash is the failpoint's:\n{}",
+        cluster.node(victim).log_tail()
+    );
+    cluster.node(victim).start();
+    cluster.caught_up(victim).await;
+    let checkpoint = checkpoint_index(&mut cluster, victim).await;
+    assert!(
+        checkpoint > applied,
+        "node {victim} caught up from a snapshot: checkpoint {checkpoint}, it had applied {applied}"
+    );
+
+    let (acked, failures) = load.stop().await;
+    assert!(failures <= 8, "{failures} writes failed outright");
+    cluster.converged(0).await;
+    cluster.assert_acked(&acked).await;
+}
+
 /// A plain build answers `SetFailpoint` with UNIMPLEMENTED; a failpoints build refuses an
 /// unknown name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -444,6 +444,11 @@ pub struct ServerArgs {
     #[arg(long, env = "ISLAB_MAX_VALUE_BYTES")]
     pub max_value_bytes: Option<usize>,
 
+    /// Client writes are refused while the data directory's disk has less free space than
+    /// this many bytes (reads go on; writes resume when space is freed). [default: 268435456]
+    #[arg(long, env = "ISLAB_MIN_FREE_DISK_BYTES")]
+    pub min_free_disk_bytes: Option<u64>,
+
     /// Raft heartbeat interval in milliseconds. [default: 100]
     #[arg(long, env = "ISLAB_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,

@@ -48,6 +48,9 @@ pub fn config(args: &ServerArgs) -> Result<NodeConfig> {
     if let Some(v) = args.max_value_bytes {
         c.limits.max_value_bytes = v;
     }
+    if let Some(b) = args.min_free_disk_bytes {
+        c.limits.min_free_disk_bytes = b;
+    }
     if let Some(h) = args.heartbeat_ms {
         c.raft.heartbeat_ms = h;
     }

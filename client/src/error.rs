@@ -25,6 +25,10 @@ pub enum Error {
     /// A key, value or batch is over the server's limits (RESOURCE_EXHAUSTED).
     #[error("too large: {0}")]
     TooLarge(String),
+    /// The node's data disk has less free space than its reserve, so it refuses writes until
+    /// space is freed; reads still work (RESOURCE_EXHAUSTED marked `islab-error: no-space`).
+    #[error("no space: {0}")]
+    NoSpace(String),
     /// The server refused the request in the cluster's current state: a batch whose
     /// compare-and-swap failed, a cluster that is not initialised, an init of a node that
     /// already belongs to a cluster (FAILED_PRECONDITION).
@@ -71,15 +75,16 @@ pub enum Error {
 
 impl Error {
     /// Whether the same call may succeed if it is made again later: true for
-    /// [`Error::Timeout`] and [`Error::Unavailable`] (the cluster may have a leader by then)
-    /// and for a [`Error::Server`] whose code is transient; false for errors about the
+    /// [`Error::Timeout`] and [`Error::Unavailable`] (the cluster may have a leader by then),
+    /// [`Error::NoSpace`] (once space is freed) and for a [`Error::Server`] whose code is
+    /// transient; false for errors about the
     /// request itself, which will be refused again.
     ///
     /// The SDK has already retried transient failures up to the call's deadline before
     /// returning any of these.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unavailable { .. } | Error::Timeout { .. } => true,
+            Error::Unavailable { .. } | Error::Timeout { .. } | Error::NoSpace(_) => true,
             Error::Server { code, .. } => is_transient_code(*code),
             Error::InvalidArgument(_)
             | Error::TooLarge(_)
@@ -95,6 +100,14 @@ impl Error {
         let message = status.message().to_owned();
         match status.code() {
             Code::InvalidArgument => Error::InvalidArgument(message),
+            Code::ResourceExhausted
+                if status
+                    .metadata()
+                    .get(islab_proto::ERROR_METADATA)
+                    .is_some_and(|v| v == islab_proto::ERROR_NO_SPACE) =>
+            {
+                Error::NoSpace(message)
+            }
             Code::ResourceExhausted => Error::TooLarge(message),
             Code::FailedPrecondition => Error::Rejected(message),
             code => Error::Server { code, message },
@@ -140,6 +153,23 @@ mod tests {
             assert!(!err.is_retryable(), "{code:?} must not be retryable");
             assert!(!is_retryable_status(&Status::new(code, "why")));
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_its_own_error() {
+        let mut status = Status::new(Code::ResourceExhausted, "no space for writes");
+        status.metadata_mut().insert(
+            islab_proto::ERROR_METADATA,
+            tonic::metadata::MetadataValue::from_static(islab_proto::ERROR_NO_SPACE),
+        );
+        let err = Error::from_status(&status);
+        assert!(matches!(err, Error::NoSpace(_)), "{err:?}");
+        assert!(err.to_string().contains("no space for writes"), "{err}");
+        assert!(err.is_retryable(), "space may come back");
+        assert!(
+            !is_retryable_status(&status),
+            "but the call loop does not spin on it"
+        );
     }
 
     #[test]

@@ -76,8 +76,17 @@ impl Cluster {
         replication: u32,
         extra_args: &[&str],
     ) -> Cluster {
-        let cluster = Cluster::launch_inner(n, extra_args, shards, replication, None, true).await;
+        let cluster =
+            Cluster::launch_inner(n, extra_args, shards, replication, None, true, None).await;
         cluster.shard_leaders(shards as usize).await;
+        cluster
+    }
+
+    /// Like [`Cluster::start_with`], with every node's data directory (and log) under `base`
+    /// (a small file system, say).
+    pub async fn start_in(base: &Path, n: u64, extra_args: &[&str]) -> Cluster {
+        let cluster = Cluster::launch_inner(n, extra_args, 1, 3, None, false, Some(base)).await;
+        cluster.leader().await;
         cluster
     }
 
@@ -85,7 +94,7 @@ impl Cluster {
     /// build behind the link proxies, one data shard.
     pub async fn start_failpoints_proxied(n: u64, extra_args: &[&str]) -> Cluster {
         let binary = crate::islab_failpoints_binary();
-        let cluster = Cluster::launch_inner(n, extra_args, 1, 3, Some(binary), true).await;
+        let cluster = Cluster::launch_inner(n, extra_args, 1, 3, Some(binary), true, None).await;
         cluster.leader().await;
         cluster
     }
@@ -108,7 +117,7 @@ impl Cluster {
         replication: u32,
         binary: Option<std::path::PathBuf>,
     ) -> Cluster {
-        Cluster::launch_inner(n, extra_args, shards, replication, binary, false).await
+        Cluster::launch_inner(n, extra_args, shards, replication, binary, false, None).await
     }
 
     async fn launch_inner(
@@ -118,8 +127,13 @@ impl Cluster {
         replication: u32,
         binary: Option<std::path::PathBuf>,
         proxied: bool,
+        base: Option<&Path>,
     ) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = match base {
+            Some(base) => tempfile::tempdir_in(base),
+            None => tempfile::tempdir(),
+        }
+        .expect("tempdir");
         let mut nodes: Vec<NodeProcess> = (1..=n)
             .map(|id| {
                 let mut node = NodeProcess::new(id, dir.path(), extra_args);

@@ -64,6 +64,9 @@ pub struct Limits {
     pub max_scan_limit: usize,
     /// Keys a scan page returns when the request says 0. Default: 1,000.
     pub default_scan_limit: usize,
+    /// Client writes are refused while the data directory's file system has less free space
+    /// than this, so the WAL never meets a full disk. Default: 256 MiB.
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             max_batch_bytes: 16 << 20,
             max_scan_limit: 10_000,
             default_scan_limit: 1_000,
+            min_free_disk_bytes: 256 << 20,
         }
     }
 }

@@ -46,6 +46,10 @@ pub enum Error {
     #[error("{0}")]
     Rejected(String),
 
+    /// The data disk has less free space than the node's reserve: writes wait for space.
+    #[error("{0}")]
+    NoSpace(String),
+
     #[error("{0}")]
     Unavailable(String),
 
@@ -74,7 +78,7 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         let code = match &e {
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
-            Error::TooLarge(_) => Code::ResourceExhausted,
+            Error::TooLarge(_) | Error::NoSpace(_) => Code::ResourceExhausted,
             Error::Rejected(_) | Error::WrongCluster { .. } | Error::StaleEpoch { .. } => {
                 Code::FailedPrecondition
             }
@@ -83,6 +87,12 @@ impl From<Error> for Status {
             _ => Code::Internal,
         };
         let mut status = Status::new(code, e.to_string());
+        if let Error::NoSpace(_) = &e {
+            status.metadata_mut().insert(
+                islab_proto::ERROR_METADATA,
+                tonic::metadata::MetadataValue::from_static(islab_proto::ERROR_NO_SPACE),
+            );
+        }
         if let Error::StaleEpoch { map, .. } = &e {
             let encoded = prost::Message::encode_to_vec(map.as_ref());
             status.metadata_mut().insert_bin(

@@ -140,6 +140,7 @@ impl KvService {
         id: Option<WriteId>,
         command: Command,
     ) -> Result<(Response, u64)> {
+        self.node.disk.check()?;
         let (response, log_id) = shard.write(Request { id, command }).await?;
         Ok((response, log_id.index))
     }

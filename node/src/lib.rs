@@ -21,6 +21,7 @@ mod admin_service;
 mod cluster_id;
 mod config;
 mod controller;
+mod disk_space;
 mod error;
 mod kv_service;
 mod meta;

@@ -111,6 +111,7 @@ impl Node {
         tokio::spawn(reconciler::run(state.clone()));
         tokio::spawn(controller::run(state.clone()));
         tokio::spawn(quiesce::run(state.clone()));
+        tokio::spawn(state.disk.clone().watch(stop.clone()));
         tracing::info!(
             node = config.id,
             %addr,

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster_id::ClusterId;
 use crate::config::NodeConfig;
+use crate::disk_space::DiskSpace;
 use crate::error::{Error, Result};
 use crate::network::{NetworkFactory, Peers};
 use crate::quiesce::Liveness;
@@ -33,6 +34,8 @@ pub(crate) struct NodeState {
     pub wal: Wal,
     pub data_dir: DataDir,
     pub peers: Peers,
+    /// Free space on the data disk; client writes wait while it is under the reserve.
+    pub disk: Arc<DiskSpace>,
     /// Cancelled when the node stops (asked to, or because a group failed for good).
     pub stop: CancellationToken,
     /// Why a group stopped for good, if one did.
@@ -58,7 +61,9 @@ impl NodeState {
             config.limits.max_message_bytes(),
             config.peer_address_map.clone(),
         );
+        let disk = DiskSpace::new(data_dir.root(), config.limits.min_free_disk_bytes);
         NodeState {
+            disk,
             config,
             advertise,
             cluster,

@@ -26,6 +26,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Response metadata key carrying the leader's address on a not-leader error.
 pub const LEADER_METADATA: &str = "islab-leader";
 
+/// Response metadata key naming the kind of a refusal whose gRPC code is shared by several
+/// (RESOURCE_EXHAUSTED: too large, or no disk space).
+pub const ERROR_METADATA: &str = "islab-error";
+
+/// [`ERROR_METADATA`] value: the node's data disk is under its free-space reserve.
+pub const ERROR_NO_SPACE: &str = "no-space";
+
 /// Request metadata key carrying the epoch of the client's shard map.
 pub const EPOCH_METADATA: &str = "islab-epoch";
 

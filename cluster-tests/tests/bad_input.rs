@@ -1,12 +1,15 @@
 //! Bad input never hurts a node: an empty key, a key over 4 KiB, a value over the limit
-//! (configurable), garbage bytes and HTTP/1 on the gRPC port, and a node started on another
-//! cluster's data directory — each gets a clear error, the node keeps serving, nothing is lost.
+//! (configurable), a gRPC call whose body is not the message it should be, Raft messages from
+//! another cluster, for an unknown group or that do not decode, garbage bytes and HTTP/1 on
+//! the gRPC port, and a node started on another cluster's data directory — each gets a clear error, the node keeps serving, nothing is lost.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use islab_cluster_tests::{Cluster, data_group, init_tracing};
+use islab_proto::raft::v1::RaftRequest;
+use islab_proto::raft::v1::transport_client::TransportClient;
 use islab_proto::v1::PutRequest;
 use islab_proto::v1::kv_client::KvClient;
 use tonic::Code;
@@ -83,6 +86,62 @@ async fn bad_requests_get_clear_errors_and_the_node_keeps_serving() {
         ),
         "{e:?}"
     );
+
+    tracing::info!("--- a Put whose body is another message (field 1 a varint, not bytes)");
+    let mut grpc = tonic::client::Grpc::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    grpc.ready().await.unwrap();
+    let e = grpc
+        .unary(
+            tonic::Request::new(islab_proto::v1::TransferLeaderRequest { shard: 7, to: 9 }),
+            "/islab.v1.Kv/Put".parse().unwrap(),
+            tonic_prost::ProstCodec::<
+                islab_proto::v1::TransferLeaderRequest,
+                islab_proto::v1::PutResponse,
+            >::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().to_lowercase().contains("decode"),
+        "a malformed body is named: {e:?}"
+    );
+
+    tracing::info!("--- Raft messages from another cluster, for no group, that do not decode");
+    let cluster_id = cluster.status(&addr).await.unwrap().cluster_id;
+    let mut transport = TransportClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let raft = |cluster_id: &str, group_id: u64, payload: &[u8]| RaftRequest {
+        cluster_id: cluster_id.to_string(),
+        group_id,
+        from: 99,
+        payload: bytes::Bytes::copy_from_slice(payload),
+    };
+    for (request, want) in [
+        (raft("another-cluster", 1, b""), "another-cluster"),
+        (raft(&cluster_id, 9999, b""), "no group 9999"),
+        (raft(&cluster_id, 1, &[0xff; 64]), "append entries"),
+    ] {
+        let reply = transport.append_entries(request).await.unwrap().into_inner();
+        assert!(
+            reply.error.contains(want),
+            "refusal names {want:?}: {:?}",
+            reply.error
+        );
+        assert!(reply.payload.is_empty());
+    }
+    let reply = transport
+        .vote(raft(&cluster_id, 1, b"\x01\x02"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reply.error.is_empty(), "a garbage vote is refused");
 
     tracing::info!("--- garbage bytes, then HTTP/1, on the gRPC port");
     for payload in [

@@ -75,7 +75,7 @@ impl Settings {
             warm_up_ops: if long { 2000 } else { 500 },
             warm_up: Duration::from_secs(if long { 10 } else { 2 }),
             progress_ops: if long { 500 } else { 150 },
-            rounds: if long { 8 } else { 3 },
+            rounds: if long { 10 } else { 3 },
         }
     }
 }
@@ -649,21 +649,24 @@ async fn kill_a_follower() {
     let mut cluster = Cluster::start(3).await;
     let mut run = Run::start(&cluster, settings);
     run.warm_up().await;
-    let leader = cluster.leader().await;
-    let followers: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .filter(|id| *id != leader)
-        .collect();
-    let follower = followers[run.rng.random_range(0..followers.len())];
-    tracing::info!(follower, "--- kill -9 a follower");
-    cluster.node(follower).kill();
-    run.progress(2 * run.settings.progress_ops, "progress on two nodes")
-        .await;
-    cluster.node(follower).start();
-    let healed_at = Instant::now();
-    cluster.caught_up(follower).await;
+    let mut healed_at = Instant::now();
+    for round in 0..run.settings.rounds {
+        let leader = cluster.leader().await;
+        let followers: Vec<u64> = cluster
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| *id != leader)
+            .collect();
+        let follower = followers[run.rng.random_range(0..followers.len())];
+        tracing::info!(round, follower, "--- kill -9 a follower");
+        cluster.node(follower).kill();
+        run.progress(run.settings.progress_ops, "progress on two nodes")
+            .await;
+        cluster.node(follower).start();
+        healed_at = Instant::now();
+        cluster.caught_up(follower).await;
+    }
     run.served_after_heal(&cluster, healed_at).await;
     run.finish(&cluster).await;
 }

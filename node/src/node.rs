@@ -21,8 +21,8 @@ use islab_proto::v1::admin_server::AdminServer;
 use islab_proto::v1::kv_server::KvServer;
 use islab_storage::{Catalog, DataDir, Wal};
 use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_service::AdminService;
@@ -182,7 +182,14 @@ async fn serve(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+        // `tcp_nodelay` above is ignored for an incoming stream of our own: the accepted
+        // sockets get it here. Without it Nagle holds a small answer written behind another
+        // unacknowledged one until the peer's delayed ACK (~40 ms): 1-2 % of single-client
+        // puts took 30-45 ms.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop.cancelled_owned(),
+        )
         .await
 }
 

@@ -128,7 +128,7 @@ where
     W: AsyncWriteExt + Unpin + Send + 'static,
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let reader = tokio::spawn(async move {
+    let _reader = AbortOnDrop(tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match from.read(&mut buf).await {
@@ -140,7 +140,7 @@ where
                 }
             }
         }
-    });
+    }));
     let mut faults = faults;
     let mut last_due = Instant::now();
     while let Some((arrived, chunk)) = rx.recv().await {
@@ -162,8 +162,16 @@ where
             break;
         }
     }
-    reader.abort();
     let _ = to.shutdown().await;
+}
+
+/// Aborts its task when dropped (a pipe aborted with its connection takes its reader along).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A proxy on every directed link among a set of nodes.

@@ -128,7 +128,11 @@ async fn bad_requests_get_clear_errors_and_the_node_keeps_serving() {
         (raft(&cluster_id, 9999, b""), "no group 9999"),
         (raft(&cluster_id, 1, &[0xff; 64]), "append entries"),
     ] {
-        let reply = transport.append_entries(request).await.unwrap().into_inner();
+        let reply = transport
+            .append_entries(request)
+            .await
+            .unwrap()
+            .into_inner();
         assert!(
             reply.error.contains(want),
             "refusal names {want:?}: {:?}",

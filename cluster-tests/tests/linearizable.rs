@@ -9,7 +9,7 @@
 //! SIGSTOP of the leader for longer than the election timeout, then SIGCONT; the leader cut
 //! off from the majority, and a slow, lossy network with partitions (both through the
 //! fault-injecting proxies of `proxy.rs`); a node of a sharded cluster killed; nodes joining
-//! and leaving.
+//! and leaving; a node crashing at a failpoint picked at random.
 //!
 //! - `ISLAB_SEED=<n>` repeats a run's random choices (each scenario prints its seed); the
 //!   timing of a real cluster is not repeatable, so neither is the exact history.
@@ -812,6 +812,67 @@ async fn a_slow_lossy_network_with_partitions_of_a_sharded_cluster() {
         cluster.caught_up(victim).await;
     }
     cluster.net().heal();
+    run.served_after_heal(&cluster, healed_at).await;
+    run.finish(&cluster).await;
+}
+
+/// Failpoints under the workload: each round picks a node and a failpoint at random (a
+/// failpoints build; checkpoints every 200 entries so the checkpoint ones fire too), makes
+/// the node crash there, restarts it without the failpoint and waits until it caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_a_random_failpoint() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let settings = Settings::new("failpoint");
+    let mut cluster = Cluster::start_failpoints(
+        3,
+        &[
+            "--snapshot-after-entries",
+            "200",
+            "--keep-entries-after-snapshot",
+            "50",
+        ],
+    )
+    .await;
+    let mut run = Run::start(&cluster, settings);
+    run.warm_up().await;
+    let names = [
+        "wal::before_write",
+        "wal::after_write",
+        "wal::before_fsync",
+        "wal::after_fsync",
+        "checkpoint::before_rename",
+        "checkpoint::after_rename",
+        "apply::before",
+    ];
+    let mut healed_at = Instant::now();
+    for round in 0..run.settings.rounds {
+        let victim = run.rng.random_range(1..=3u64);
+        let name = names[run.rng.random_range(0..names.len())];
+        tracing::info!(round, victim, name, "--- crash a node at a failpoint");
+        cluster
+            .node(victim)
+            .set_failpoint(name, "panic")
+            .await
+            .unwrap();
+        let node = cluster.node(victim);
+        let status = tokio::task::block_in_place(|| node.wait_exit(Duration::from_secs(90)))
+            .unwrap_or_else(|| panic!("node {victim} still runs 90 s after {name} was set"));
+        assert!(
+            !status.success(),
+            "{name}: node {victim} exited with {status}"
+        );
+        assert!(
+            node.log_tail().contains(name),
+            "{name}: the crash is the failpoint's:\n{}",
+            node.log_tail()
+        );
+        run.progress(run.settings.progress_ops, "progress without it")
+            .await;
+        cluster.node(victim).start();
+        healed_at = Instant::now();
+        cluster.caught_up(victim).await;
+    }
     run.served_after_heal(&cluster, healed_at).await;
     run.finish(&cluster).await;
 }

@@ -21,9 +21,9 @@ use islab_proto::v1::admin_server::AdminServer;
 use islab_proto::v1::kv_server::KvServer;
 use islab_storage::{Catalog, DataDir, Wal};
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::admin_service::AdminService;
 use crate::cluster_id::ClusterId;

@@ -140,7 +140,15 @@ impl KvService {
         id: Option<WriteId>,
         command: Command,
     ) -> Result<(Response, u64)> {
-        self.node.disk.check()?;
+        if let Err(full) = self.node.disk.check() {
+            // A follower sends the client on to the leader: the leader's disk decides.
+            return Err(match shard.leader_addr() {
+                Some(leader) if leader != self.node.advertise => Error::NotLeader {
+                    leader: Some(leader),
+                },
+                _ => full,
+            });
+        }
         let (response, log_id) = shard.write(Request { id, command }).await?;
         Ok((response, log_id.index))
     }

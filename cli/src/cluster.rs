@@ -84,7 +84,9 @@ pub fn members_of(status: &StatusResponse) -> Vec<Member> {
 }
 
 /// Waits until every endpoint reports `cluster_id` and has the shard map, every group each
-/// node holds has a leader, and nodes holding the same group agree on it; returns the leader
+/// node holds has a leader, nodes holding the same group agree on it, and every shard of the
+/// map has a leader (a node may not have started a shard's group yet when it first answers,
+/// so the groups it reports are not the whole map); returns the leader
 /// of the meta group (group 0). `check` runs each round and may end the wait early (the
 /// playground checks that its node processes are alive).
 pub async fn wait_formed(
@@ -120,6 +122,17 @@ pub async fn wait_formed(
                         leaders.entry(g.group_id).or_default().insert(g.leader_id);
                     }
                 }
+            }
+        }
+        if pending.is_empty() {
+            match probe.admin().shard_list().await {
+                Ok(list) => pending.extend(
+                    list.shards
+                        .iter()
+                        .filter(|s| s.leader_id == 0)
+                        .map(|s| format!("shard {} has no leader yet", s.shard)),
+                ),
+                Err(e) => pending.push(format!("cannot list the shards yet: {e}")),
             }
         }
         if pending.is_empty() {

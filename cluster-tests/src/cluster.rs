@@ -197,10 +197,20 @@ impl Cluster {
     /// Waits (60 s) until each of the `shards` shards has a leader that every running node
     /// holding the shard agrees on; returns shard → leader node.
     pub async fn shard_leaders(&self, shards: usize) -> BTreeMap<u64, u64> {
+        self.shard_leaders_within(shards, Duration::from_secs(60))
+            .await
+    }
+
+    /// [`Cluster::shard_leaders`], failing after `timeout` (at least one look is taken).
+    pub async fn shard_leaders_within(
+        &self,
+        shards: usize,
+        timeout: Duration,
+    ) -> BTreeMap<u64, u64> {
         let addrs: Vec<String> = self.endpoints();
         wait_for(
             &format!("a leader for each of {shards} shards"),
-            Duration::from_secs(60),
+            timeout,
             || {
                 let addrs = addrs.clone();
                 async move {
@@ -368,28 +378,29 @@ impl Cluster {
     /// Waits (60 s) until every running node has applied the same index, at least `min`;
     /// returns it.
     pub async fn converged(&self, min: u64) -> u64 {
+        self.converged_within(min, Duration::from_secs(60)).await
+    }
+
+    /// [`Cluster::converged`], failing after `timeout`.
+    pub async fn converged_within(&self, min: u64, timeout: Duration) -> u64 {
         let addrs = self.endpoints();
-        wait_for(
-            "every node applied the same index",
-            Duration::from_secs(60),
-            || {
-                let addrs = addrs.clone();
-                async move {
-                    let mut applied = Vec::new();
-                    for addr in &addrs {
-                        if let Ok(s) = self.status(addr).await {
-                            applied.push(data_group(&s)?.applied_index);
-                        }
-                    }
-                    let first = *applied.first().ok_or("no node answers")?;
-                    if first >= min && applied.iter().all(|a| *a == first) {
-                        Ok(first)
-                    } else {
-                        Err(format!("applied indexes {applied:?}, want >= {min}"))
+        wait_for("every node applied the same index", timeout, || {
+            let addrs = addrs.clone();
+            async move {
+                let mut applied = Vec::new();
+                for addr in &addrs {
+                    if let Ok(s) = self.status(addr).await {
+                        applied.push(data_group(&s)?.applied_index);
                     }
                 }
-            },
-        )
+                let first = *applied.first().ok_or("no node answers")?;
+                if first >= min && applied.iter().all(|a| *a == first) {
+                    Ok(first)
+                } else {
+                    Err(format!("applied indexes {applied:?}, want >= {min}"))
+                }
+            }
+        })
         .await
     }
 }

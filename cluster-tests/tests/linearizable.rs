@@ -1,9 +1,10 @@
 //! Jepsen-style tests: concurrent clients put, get (linearizable), compare-and-swap and delete
 //! over a few contended keys of a 3-node cluster, every operation recorded in a
-//! [`History`]; a nemesis kills or pauses processes meanwhile; then the faults heal, every key
-//! is read once more, and the history must be linearizable (the per-key checker in
-//! `checker.rs`), no acknowledged write may be lost, every node must hold the same data, and
-//! the cluster must serve a write within 15 s of the heal.
+//! [`History`]; a nemesis kills, pauses or cuts off processes meanwhile; then the faults heal,
+//! every key is read once more, and the history must be linearizable (the per-key checker in
+//! `checker.rs`), no acknowledged write may be lost, every node must hold the same data, every
+//! shard must have a leader within 10 s of each heal, and the cluster must serve a write within
+//! 15 s of the heal.
 //!
 //! Scenarios: `kill -9` of the leader (several times), of a follower, of every node at once,
 //! SIGSTOP of the leader for longer than the election timeout, then SIGCONT; the leader cut
@@ -40,6 +41,10 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// A write must succeed within this long of the heal.
 const SERVE_AFTER_HEAL: Duration = Duration::from_secs(15);
+/// Every shard must have a leader (that its running replicas agree on) this soon after a heal.
+const LEADER_AFTER_HEAL: Duration = Duration::from_secs(10);
+/// Once the workload stops, every replica must reach the same applied index this soon.
+const CONVERGE: Duration = Duration::from_secs(30);
 
 /// How big a run is.
 struct Settings {
@@ -272,6 +277,14 @@ impl Run {
         tracing::info!(ok = self.history.ok_count(), "--- warmed up");
     }
 
+    /// Right after a heal: each of the `shards` shards has a leader its running replicas agree
+    /// on within [`LEADER_AFTER_HEAL`] of `healed_at`.
+    async fn leaders_after_heal(&self, cluster: &Cluster, shards: usize, healed_at: Instant) {
+        let left = LEADER_AFTER_HEAL.saturating_sub(healed_at.elapsed());
+        cluster.shard_leaders_within(shards, left).await;
+        tracing::info!(took = ?healed_at.elapsed(), "--- every shard has a leader after the heal");
+    }
+
     /// After a heal: a write (recorded) succeeds within [`SERVE_AFTER_HEAL`] of `healed_at`,
     /// and the workload makes progress again.
     async fn served_after_heal(&self, cluster: &Cluster, healed_at: Instant) {
@@ -315,7 +328,7 @@ impl Run {
             }
         }
 
-        let applied = cluster.converged(0).await;
+        let applied = cluster.converged_within(0, CONVERGE).await;
         tracing::info!(applied, "--- every node applied the same index");
         for node in &cluster.nodes {
             let mut config = ClientConfig::new([node.addr()]);
@@ -541,6 +554,7 @@ async fn kill_the_leader_repeatedly() {
             .await;
         cluster.node(leader).start();
         healed_at = Instant::now();
+        run.leaders_after_heal(&cluster, 1, healed_at).await;
         cluster.caught_up(leader).await;
         tracing::info!(round, leader, "--- the old leader is back and caught up");
     }
@@ -567,6 +581,7 @@ async fn kill_a_node_of_a_sharded_cluster() {
             .await;
         cluster.node(victim).start();
         healed_at = Instant::now();
+        run.leaders_after_heal(&cluster, 4, healed_at).await;
         cluster.shard_leaders(4).await;
         cluster.caught_up(victim).await;
         tracing::info!(round, victim, "--- it is back and caught up");
@@ -636,6 +651,7 @@ async fn nodes_join_and_leave_under_the_workload() {
     cluster.node(1).stop();
     cluster.nodes.retain(|n| n.id != 1);
     let healed_at = Instant::now();
+    run.leaders_after_heal(&cluster, 4, healed_at).await;
     cluster.shard_leaders(4).await;
     run.served_after_heal(&cluster, healed_at).await;
     run.finish(&cluster).await;
@@ -665,6 +681,7 @@ async fn kill_a_follower() {
             .await;
         cluster.node(follower).start();
         healed_at = Instant::now();
+        run.leaders_after_heal(&cluster, 1, healed_at).await;
         cluster.caught_up(follower).await;
     }
     run.served_after_heal(&cluster, healed_at).await;
@@ -693,6 +710,7 @@ async fn kill_every_node_at_once() {
             node.start();
         }
         healed_at = Instant::now();
+        run.leaders_after_heal(&cluster, 1, healed_at).await;
         let leader = cluster.leader().await;
         tracing::info!(round, leader, "--- restarted");
         run.progress(run.settings.progress_ops, "progress after the restart")
@@ -735,6 +753,7 @@ async fn pause_the_leader_past_the_election_timeout() {
         }
         signal(&mut cluster, leader, "CONT");
         healed_at = Instant::now();
+        run.leaders_after_heal(&cluster, 1, healed_at).await;
         tracing::info!(round, leader, paused = ?paused_at.elapsed(), "--- SIGCONT the old leader");
         cluster.caught_up(leader).await;
     }
@@ -770,6 +789,7 @@ async fn isolate_the_leader_from_the_majority() {
         tokio::time::sleep(more).await;
         cluster.net().heal();
         healed_at = Instant::now();
+        run.leaders_after_heal(&cluster, 1, healed_at).await;
         tracing::info!(round, leader, "--- healed");
         cluster.caught_up(leader).await;
     }
@@ -807,6 +827,7 @@ async fn a_slow_lossy_network_with_partitions_of_a_sharded_cluster() {
             .await;
         cluster.net().set_all(lossy);
         healed_at = Instant::now();
+        run.leaders_after_heal(&cluster, 4, healed_at).await;
         tracing::info!(round, victim, "--- its links are back (lossy)");
         cluster.shard_leaders(4).await;
         cluster.caught_up(victim).await;
@@ -871,6 +892,7 @@ async fn crash_at_a_random_failpoint() {
             .await;
         cluster.node(victim).start();
         healed_at = Instant::now();
+        run.leaders_after_heal(&cluster, 1, healed_at).await;
         cluster.caught_up(victim).await;
     }
     run.served_after_heal(&cluster, healed_at).await;

@@ -82,8 +82,8 @@ impl Cluster {
         cluster
     }
 
-    /// Like [`Cluster::start_with`], with every node's data directory (and log) under `base`
-    /// (a small file system, say).
+    /// Like [`Cluster::start_with`], with every node's data directory under `base` (a small
+    /// file system, say); the logs stay in the cluster's temporary directory.
     pub async fn start_in(base: &Path, n: u64, extra_args: &[&str]) -> Cluster {
         let cluster = Cluster::launch_inner(n, extra_args, 1, 3, None, false, Some(base)).await;
         cluster.leader().await;
@@ -129,23 +129,22 @@ impl Cluster {
         proxied: bool,
         base: Option<&Path>,
     ) -> Cluster {
-        let dir = match base {
-            Some(base) => tempfile::tempdir_in(base),
-            None => tempfile::tempdir(),
-        }
-        .expect("tempdir");
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut nodes: Vec<NodeProcess> = (1..=n)
             .map(|id| {
                 let mut node = NodeProcess::new(id, dir.path(), extra_args);
                 if let Some(b) = &binary {
                     node.set_binary(b.clone());
                 }
+                if let Some(base) = base {
+                    node.set_data_dir_in(base);
+                }
                 node
             })
             .collect();
         let net = if proxied {
             let addrs: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr())).collect();
-            let net = Net::start(&addrs).await;
+            let net = Net::start(&addrs);
             for node in &mut nodes {
                 let map = net.peer_map(node.id, |id| {
                     addrs.iter().find(|(i, _)| *i == id).unwrap().1.clone()
@@ -375,8 +374,9 @@ impl Cluster {
         .await
     }
 
-    /// Waits (60 s) until every running node has applied the same index, at least `min`;
-    /// returns it.
+    /// Waits (60 s) until, in every group (the meta group and every shard), the running nodes
+    /// holding it have applied the same index, and the data shard (group [`DATA_SHARD`]) at
+    /// least `min`; returns the data shard's applied index.
     pub async fn converged(&self, min: u64) -> u64 {
         self.converged_within(min, Duration::from_secs(60)).await
     }
@@ -384,20 +384,35 @@ impl Cluster {
     /// [`Cluster::converged`], failing after `timeout`.
     pub async fn converged_within(&self, min: u64, timeout: Duration) -> u64 {
         let addrs = self.endpoints();
-        wait_for("every node applied the same index", timeout, || {
+        wait_for("every replica applied the same index", timeout, || {
             let addrs = addrs.clone();
             async move {
-                let mut applied = Vec::new();
+                // group → (node, applied index) of every replica that answers
+                let mut groups: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
                 for addr in &addrs {
                     if let Ok(s) = self.status(addr).await {
-                        applied.push(data_group(&s)?.applied_index);
+                        for g in &s.groups {
+                            groups
+                                .entry(g.group_id)
+                                .or_default()
+                                .push((s.node_id, g.applied_index));
+                        }
                     }
                 }
-                let first = *applied.first().ok_or("no node answers")?;
-                if first >= min && applied.iter().all(|a| *a == first) {
-                    Ok(first)
+                for (group, applied) in &groups {
+                    if applied.iter().any(|(_, a)| *a != applied[0].1) {
+                        return Err(format!("group {group}: (node, applied) {applied:?}"));
+                    }
+                }
+                let data = groups
+                    .get(&DATA_SHARD)
+                    .and_then(|a| a.first())
+                    .map(|(_, a)| *a)
+                    .ok_or("no node answers for the data shard")?;
+                if data >= min {
+                    Ok(data)
                 } else {
-                    Err(format!("applied indexes {applied:?}, want >= {min}"))
+                    Err(format!("data shard applied {data}, want >= {min}"))
                 }
             }
         })

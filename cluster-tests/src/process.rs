@@ -37,6 +37,11 @@ impl NodeProcess {
         }
     }
 
+    /// Moves the data directory (before the first start): `dir/node<id>`. The log stays.
+    pub fn set_data_dir_in(&mut self, dir: &Path) {
+        self.data_dir = dir.join(format!("node{}", self.id));
+    }
+
     /// Adds `islab server` flags for the next starts.
     pub fn push_args(&mut self, args: &[&str]) {
         self.extra_args.extend(args.iter().map(|s| s.to_string()));
@@ -126,6 +131,9 @@ impl NodeProcess {
             .args(["--heartbeat-ms", "100", "--election-timeout-ms", "500"])
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=warn")
+            // The default reserve (256 MiB) would refuse every write on a machine whose /tmp
+            // is nearly full; tests that are about the reserve set the flag themselves.
+            .env("ISLAB_MIN_FREE_DISK_BYTES", (32u64 << 20).to_string())
             // A crash's message stays at the end of the log (`log_tail`), not under a
             // backtrace the test runner's own RUST_BACKTRACE would add.
             .env("RUST_BACKTRACE", "0")

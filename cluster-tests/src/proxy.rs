@@ -57,12 +57,16 @@ pub struct LinkProxy {
 }
 
 impl LinkProxy {
-    /// Starts forwarding to `target` (`host:port`).
-    pub async fn start(target: String) -> LinkProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
+    /// Starts forwarding to `target` (`host:port`), on `runtime`.
+    pub fn start(target: String, runtime: &tokio::runtime::Handle) -> LinkProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        listener.set_nonblocking(true).expect("proxy nonblocking");
         let port = listener.local_addr().expect("proxy addr").port();
         let (faults, rx) = watch::channel(Faults::NONE);
-        let task = tokio::spawn(accept_loop(listener, target, rx));
+        let task = runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("proxy listener");
+            accept_loop(listener, target, rx).await
+        });
         LinkProxy { port, faults, task }
     }
 
@@ -92,7 +96,11 @@ async fn accept_loop(listener: TcpListener, target: String, faults: watch::Recei
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((inbound, _)) = accepted else { continue };
+                let Ok((inbound, _)) = accepted else {
+                    // Out of file descriptors, say: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 connections.spawn(connection(inbound, target.clone(), faults.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -175,23 +183,39 @@ impl Drop for AbortOnDrop {
 }
 
 /// A proxy on every directed link among a set of nodes.
+///
+/// The proxies run on a runtime of their own, so a test that blocks its own threads (waiting
+/// for a process to start, say) never stalls the traffic between the nodes.
 pub struct Net {
     /// (from, to) → the proxy `from` dials `to` through.
     links: BTreeMap<(u64, u64), LinkProxy>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Net {
     /// Proxies for every ordered pair of `nodes` (id, address).
-    pub async fn start(nodes: &[(u64, String)]) -> Net {
+    pub fn start(nodes: &[(u64, String)]) -> Net {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("link-proxy")
+            .enable_all()
+            .build()
+            .expect("proxy runtime");
         let mut links = BTreeMap::new();
         for (from, _) in nodes {
             for (to, addr) in nodes {
                 if from != to {
-                    links.insert((*from, *to), LinkProxy::start(addr.clone()).await);
+                    links.insert(
+                        (*from, *to),
+                        LinkProxy::start(addr.clone(), runtime.handle()),
+                    );
                 }
             }
         }
-        Net { links }
+        Net {
+            links,
+            runtime: Some(runtime),
+        }
     }
 
     /// Node `id`'s `--peer-address-map` value: each peer's address → its link's proxy.
@@ -236,5 +260,15 @@ impl Net {
     /// Every link healthy again.
     pub fn heal(&self) {
         self.set_all(Faults::NONE);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.links.clear();
+        // Dropped from async code (a test's runtime), a runtime must not wait for its tasks.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }

@@ -12,6 +12,10 @@ use std::time::Duration;
 use islab_client::Error;
 use islab_cluster_tests::{Cluster, init_tracing, wait_for};
 
+/// One test at a time: each runs three nodes, which is what a 2-core machine carries while
+/// election timeouts hold.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The tmpfs all three nodes share.
 const DISK_BYTES: u64 = 128 << 20;
 /// Each node's reserve (`--min-free-disk-bytes`).
@@ -76,6 +80,7 @@ fn filler(path: &Path, bytes: u64) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_returns() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     init_tracing();
     let disk = Tmpfs::mount(DISK_BYTES);
     let reserve = RESERVE.to_string();
@@ -158,6 +163,7 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_returns() {
 /// once space is freed and the nodes restart, every acknowledged write is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enospc_in_the_wal_stops_the_node_and_a_restart_loses_no_acknowledged_write() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     init_tracing();
     let disk = Tmpfs::mount(DISK_BYTES);
     let mut cluster = Cluster::start_in(disk.path(), 3, &["--min-free-disk-bytes", "0"]).await;

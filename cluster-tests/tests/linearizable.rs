@@ -779,8 +779,8 @@ async fn isolate_the_leader_from_the_majority() {
         tracing::info!(round, leader, "--- cut the leader off from the majority");
         cluster.net().partition(&[leader]);
         let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+        // One of the others (the old leader is not asked, so cannot be the answer).
         let new = cluster.leader_among(&others).await;
-        assert_ne!(new, leader);
         tracing::info!(round, new, "--- the majority elected a new leader");
         run.progress(run.settings.progress_ops, "progress in the majority")
             .await;
@@ -818,21 +818,23 @@ async fn a_slow_lossy_network_with_partitions_of_a_sharded_cluster() {
     cluster.net().set_all(lossy);
     run.progress(run.settings.progress_ops, "progress over the lossy links")
         .await;
-    let mut healed_at = Instant::now();
     for round in 0..run.settings.rounds {
         let victim = run.rng.random_range(1..=3u64);
         tracing::info!(round, victim, "--- cut a node off (links still lossy)");
         cluster.net().partition(&[victim]);
         run.progress(run.settings.progress_ops, "progress without it")
             .await;
+        // Back on lossy links: its inflated terms may depose leaders, and elections over 5 %
+        // loss take longer, so the 10 s bound applies only after the full heal below.
         cluster.net().set_all(lossy);
-        healed_at = Instant::now();
-        run.leaders_after_heal(&cluster, 4, healed_at).await;
         tracing::info!(round, victim, "--- its links are back (lossy)");
         cluster.shard_leaders(4).await;
         cluster.caught_up(victim).await;
     }
     cluster.net().heal();
+    let healed_at = Instant::now();
+    tracing::info!("--- every link healthy again");
+    run.leaders_after_heal(&cluster, 4, healed_at).await;
     run.served_after_heal(&cluster, healed_at).await;
     run.finish(&cluster).await;
 }
@@ -875,7 +877,8 @@ async fn crash_at_a_random_failpoint() {
             .node(victim)
             .set_failpoint(name, "panic")
             .await
-            .unwrap();
+            // The failpoint may fire, and the node abort, before the answer leaves it.
+            .unwrap_or_else(|e| tracing::info!(%e, "no answer to the set: it crashed first"));
         let node = cluster.node(victim);
         let status = tokio::task::block_in_place(|| node.wait_exit(Duration::from_secs(90)))
             .unwrap_or_else(|| panic!("node {victim} still runs 90 s after {name} was set"));
@@ -884,7 +887,7 @@ async fn crash_at_a_random_failpoint() {
             "{name}: node {victim} exited with {status}"
         );
         assert!(
-            node.log_tail().contains(name),
+            node.log_tail().contains(&format!("failpoint {name} panic")),
             "{name}: the crash is the failpoint's:\n{}",
             node.log_tail()
         );

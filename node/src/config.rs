@@ -64,8 +64,9 @@ pub struct Limits {
     pub max_scan_limit: usize,
     /// Keys a scan page returns when the request says 0. Default: 1,000.
     pub default_scan_limit: usize,
-    /// Client writes are refused while the data directory's file system has less free space
-    /// than this, so the WAL never meets a full disk. Default: 256 MiB.
+    /// A leader refuses client writes while the data directory's file system has less free
+    /// space than this (checked every 100 ms), so that its WAL does not meet a full disk.
+    /// Default: 256 MiB.
     pub min_free_disk_bytes: u64,
 }
 

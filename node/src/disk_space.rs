@@ -5,7 +5,7 @@
 //! disk is never acknowledged, and the node exits rather than limp on), so the node must not
 //! get there on a full disk. It looks at the file system's free space every
 //! [`CHECK_INTERVAL`]; while it is under the reserve (`limits.min-free-disk-bytes`), client
-//! writes (put, delete, CAS, batch) are refused with RESOURCE_EXHAUSTED and a message naming
+//! writes (put, delete, CAS, batch) to the shards it leads are refused with RESOURCE_EXHAUSTED and a message naming
 //! the directory, the free space and the reserve, while reads, Raft traffic and admin calls go
 //! on. Once space is freed the next check lets writes in again: no restart.
 //!

@@ -140,14 +140,10 @@ impl KvService {
         id: Option<WriteId>,
         command: Command,
     ) -> Result<(Response, u64)> {
-        if let Err(full) = self.node.disk.check() {
-            // A follower sends the client on to the leader: the leader's disk decides.
-            return Err(match shard.leader_addr() {
-                Some(leader) if leader != self.node.advertise => Error::NotLeader {
-                    leader: Some(leader),
-                },
-                _ => full,
-            });
+        // Only the leader's disk decides: a follower passes the write to `write`, which sends
+        // the client on (to the leader, or to retry while there is none).
+        if shard.is_leader(self.node.id()) {
+            self.node.disk.check()?;
         }
         let (response, log_id) = shard.write(Request { id, command }).await?;
         Ok((response, log_id.index))

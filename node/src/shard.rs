@@ -94,6 +94,11 @@ impl Shard {
         }
         fresh
     }
+    /// Whether node `me` (this node) leads the group now, as far as it knows.
+    pub fn is_leader(&self, me: u64) -> bool {
+        self.raft.metrics().borrow_watched().current_leader == Some(me)
+    }
+
     /// The leader's address as this node knows it.
     pub fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics().borrow_watched().clone();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use islab_client::Error;
+use islab_client::{Client, Error};
 use islab_cluster_tests::{Cluster, init_tracing, wait_for};
 
 /// One test at a time: each runs three nodes, which is what a 2-core machine carries while
@@ -78,6 +78,25 @@ fn filler(path: &Path, bytes: u64) -> PathBuf {
     file
 }
 
+/// Puts values of [`VALUE_BYTES`] one at a time until one fails; returns the acknowledged
+/// (key, version)s and the error. Fails after 1,000 writes with no error.
+async fn write_until_refused(client: &Client, disk: &Tmpfs) -> (Vec<(String, u64)>, Error) {
+    let value = vec![b'v'; VALUE_BYTES];
+    let mut acked = Vec::new();
+    loop {
+        let key = format!("fill-{}", acked.len());
+        match client.put(key.clone(), value.clone()).await {
+            Ok(version) => acked.push((key, version)),
+            Err(e) => return (acked, e),
+        }
+        assert!(
+            acked.len() < 1000,
+            "1000 writes of {VALUE_BYTES} bytes and no failure; {} bytes free",
+            disk.free()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_returns() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -100,20 +119,7 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_returns() {
         "--- filler written: writing until refused"
     );
 
-    let value = vec![b'v'; VALUE_BYTES];
-    let mut acked = Vec::new();
-    let refusal = loop {
-        let key = format!("fill-{}", acked.len());
-        match client.put(key.clone(), value.clone()).await {
-            Ok(version) => acked.push((key, version)),
-            Err(e) => break e,
-        }
-        assert!(
-            acked.len() < 1000,
-            "1000 writes of {VALUE_BYTES} bytes and no refusal; {} bytes free",
-            disk.free()
-        );
-    };
+    let (acked, refusal) = write_until_refused(&client, &disk).await;
     tracing::info!(acked = acked.len(), %refusal, "--- refused");
     assert!(
         matches!(&refusal, Error::NoSpace(m) if m.contains("no space for writes") && m.contains("min-free-disk-bytes")),
@@ -170,7 +176,7 @@ async fn enospc_in_the_wal_stops_the_node_and_a_restart_loses_no_acknowledged_wr
     let mut config = islab_client::ClientConfig::new(cluster.endpoints());
     config.deadline = Duration::from_secs(5);
     config.request_timeout = Duration::from_secs(2);
-    let client = islab_client::Client::with_config(config).unwrap();
+    let client = Client::with_config(config).unwrap();
     client.put("before", "the disk filled").await.unwrap();
 
     let free = disk.free();
@@ -179,16 +185,7 @@ async fn enospc_in_the_wal_stops_the_node_and_a_restart_loses_no_acknowledged_wr
         free = disk.free(),
         "--- filler written: writing until the WAL fails"
     );
-    let value = vec![b'v'; VALUE_BYTES];
-    let mut acked = Vec::new();
-    let refusal = loop {
-        let key = format!("fill-{}", acked.len());
-        match client.put(key.clone(), value.clone()).await {
-            Ok(version) => acked.push((key, version)),
-            Err(e) => break e,
-        }
-        assert!(acked.len() < 1000, "1000 writes and no failure");
-    };
+    let (acked, refusal) = write_until_refused(&client, &disk).await;
     tracing::info!(acked = acked.len(), %refusal, "--- writes fail");
 
     // A node whose WAL failed exits on its own; the others may wait for a quorum that cannot

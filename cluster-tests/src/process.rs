@@ -76,6 +76,31 @@ impl NodeProcess {
         Ok(())
     }
 
+    /// Sets failpoint `name` to `panic` in the running node. Under load the failpoint may fire,
+    /// and the node abort, before the answer leaves it: no answer is not an error here;
+    /// [`NodeProcess::wait_failpoint_crash`] then proves the crash.
+    pub async fn set_failpoint_panic(&self, name: &str) {
+        if let Err(e) = self.set_failpoint(name, "panic").await {
+            tracing::info!(%e, name, "no answer to the set: the node may have crashed first");
+        }
+    }
+
+    /// Waits up to `within` until the node crashed at failpoint `name` set to `panic`: it exited
+    /// non-zero and its log holds the fail crate's panic message (not just the name, which the
+    /// set call logs too). Blocks the thread (from async code: `block_in_place`).
+    pub fn wait_failpoint_crash(&mut self, name: &str, within: Duration) {
+        let id = self.id;
+        let status = self
+            .wait_exit(within)
+            .unwrap_or_else(|| panic!("node {id} still runs {within:?} after {name} was set"));
+        assert!(!status.success(), "{name}: node {id} exited with {status}");
+        let tail = self.log_tail();
+        assert!(
+            tail.contains(&format!("failpoint {name} panic")),
+            "{name}: node {id}'s crash is not the failpoint's:\n{tail}"
+        );
+    }
+
     /// Waits up to `timeout` for the process to exit by itself; returns its exit status (the
     /// process is then reaped: [`NodeProcess::start`] may run it again), or `None` if it still
     /// runs (or was not running).

@@ -118,23 +118,10 @@ async fn a_crash_during_a_checkpoint_recovers_from_the_previous_one_and_the_wal(
             ckpt_before,
             "--- crash at the next checkpoint"
         );
-        cluster
-            .node(victim)
-            .set_failpoint(name, "panic")
-            .await
-            // The failpoint may fire, and the node abort, before the answer leaves it.
-            .unwrap_or_else(|e| tracing::info!(%e, "no answer to the set: it crashed first"));
-        let status = exits(&mut cluster, victim, Duration::from_secs(60));
-        tracing::info!(victim, %status, "--- the node crashed");
-        assert!(!status.success(), "node {victim} exited with {status}");
-        assert!(
-            cluster
-                .node(victim)
-                .log_tail()
-                .contains(&format!("failpoint {name} panic")),
-            "the crash is the failpoint's:\n{}",
-            cluster.node(victim).log_tail()
-        );
+        cluster.node(victim).set_failpoint_panic(name).await;
+        let node = cluster.node(victim);
+        tokio::task::block_in_place(|| node.wait_failpoint_crash(name, Duration::from_secs(60)));
+        tracing::info!(victim, "--- the node crashed");
 
         load.wait_more(load.count(), 100, "100 more writes while it is down")
             .await;
@@ -239,38 +226,18 @@ async fn a_crash_at_every_failpoint_loses_no_acknowledged_write() {
     let load = Load::start(&cluster.client(), "d", 4);
     load.wait_more(0, 100, "100 acknowledged writes").await;
 
-    let names = [
-        "wal::before_write",
-        "wal::after_write",
-        "wal::before_fsync",
-        "wal::after_fsync",
-        "checkpoint::before_rename",
-        "checkpoint::after_rename",
-        "apply::before",
-    ];
-    for (i, name) in names.into_iter().enumerate() {
+    // Every failpoint but `snapshot::install`, which fires only on a node that needs a
+    // snapshot (below).
+    let names = islab_storage::failpoints::NAMES
+        .iter()
+        .filter(|n| **n != "snapshot::install");
+    for (i, name) in names.enumerate() {
         // Followers and leaders alike: 1, 2, 3, 1, ...
         let victim = (i as u64 % 3) + 1;
         tracing::info!(victim, name, "--- panic at the failpoint");
-        cluster
-            .node(victim)
-            .set_failpoint(name, "panic")
-            .await
-            // The failpoint may fire, and the node abort, before the answer leaves it.
-            .unwrap_or_else(|e| tracing::info!(%e, "no answer to the set: it crashed first"));
-        let status = exits(&mut cluster, victim, Duration::from_secs(60));
-        assert!(
-            !status.success(),
-            "{name}: node {victim} exited with {status}"
-        );
-        assert!(
-            cluster
-                .node(victim)
-                .log_tail()
-                .contains(&format!("failpoint {name} panic")),
-            "{name}: the crash is the failpoint's:\n{}",
-            cluster.node(victim).log_tail()
-        );
+        cluster.node(victim).set_failpoint_panic(name).await;
+        let node = cluster.node(victim);
+        tokio::task::block_in_place(|| node.wait_failpoint_crash(name, Duration::from_secs(60)));
         load.wait_more(load.count(), 50, "50 more writes").await;
         cluster.node(victim).start();
         cluster.caught_up(victim).await;
@@ -306,16 +273,10 @@ async fn a_crash_at_every_failpoint_loses_no_acknowledged_write() {
         .node(victim)
         .set_env("FAILPOINTS", Some("snapshot::install=panic"));
     cluster.node(victim).start();
-    let status = exits(&mut cluster, victim, Duration::from_secs(60));
-    assert!(!status.success(), "node {victim} exited with {status}");
-    assert!(
-        cluster
-            .node(victim)
-            .log_tail()
-            .contains("failpoint snapshot::install panic"),
-        "the crash is the failpoint's:\n{}",
-        cluster.node(victim).log_tail()
-    );
+    let node = cluster.node(victim);
+    tokio::task::block_in_place(|| {
+        node.wait_failpoint_crash("snapshot::install", Duration::from_secs(60))
+    });
     cluster.node(victim).set_env("FAILPOINTS", None);
     cluster.node(victim).start();
     cluster.caught_up(victim).await;
@@ -372,16 +333,10 @@ async fn a_follower_cut_off_past_the_purge_dies_installing_the_snapshot() {
         .unwrap();
     tracing::info!(victim, "--- heal: the leader sends it a snapshot");
     cluster.net().heal();
-    let status = exits(&mut cluster, victim, Duration::from_secs(60));
-    assert!(!status.success(), "node {victim} exited with {status}");
-    assert!(
-        cluster
-            .node(victim)
-            .log_tail()
-            .contains("failpoint snapshot::install panic"),
-        "the crash is the failpoint's:\n{}",
-        cluster.node(victim).log_tail()
-    );
+    let node = cluster.node(victim);
+    tokio::task::block_in_place(|| {
+        node.wait_failpoint_crash("snapshot::install", Duration::from_secs(60))
+    });
     cluster.node(victim).start();
     cluster.caught_up(victim).await;
     let checkpoint = checkpoint_index(&mut cluster, victim).await;

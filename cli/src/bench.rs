@@ -147,6 +147,10 @@ impl Workload {
                     .put(self.key(self.pick(rng)), self.value.clone())
                     .await
             }
+            Kind::Get if self.batch > 1 => {
+                let keys = (0..self.batch).map(|_| self.key(self.pick(rng))).collect();
+                target.get_all(keys, self.consistency).await
+            }
             Kind::Get => target.get(self.key(self.pick(rng)), self.consistency).await,
             Kind::Scan => {
                 target

@@ -9,6 +9,8 @@
 //! put with --batch N     KV.Txn with N puts and no compares (one atomic write, like a Batch)
 //! get, linearizable      KV.Range of one key (etcd's default: a ReadIndex round)
 //! get, serializable      KV.Range of one key with serializable = true (the member's own state)
+//! get with --batch N     KV.Txn with N ranges of one key (serializable ones when asked: etcd then
+//!                        serves the whole Txn from the member's own state)
 //! scan                   KV.Range from the key to the end, limit --scan-limit
 //! prefill                KV.Txn of 100 puts at a time
 //! ```
@@ -101,6 +103,25 @@ impl Etcd {
             .get(key, options)
             .await
             .map(|_| 1)
+            .map_err(|e| e.to_string())
+    }
+
+    pub async fn get_all(&self, keys: Vec<Bytes>, serializable: bool) -> Result<u64, String> {
+        let n = keys.len() as u64;
+        let ops: Vec<TxnOp> = keys
+            .into_iter()
+            .map(|k| {
+                TxnOp::get(
+                    k,
+                    serializable.then(|| GetOptions::new().with_serializable()),
+                )
+            })
+            .collect();
+        self.kv
+            .clone()
+            .txn(Txn::new().and_then(ops))
+            .await
+            .map(|_| n)
             .map_err(|e| e.to_string())
     }
 

@@ -125,6 +125,26 @@ impl Target {
         }
     }
 
+    /// Several gets in one request: IsLabDB's GetMany per shard, etcd's Txn of ranges.
+    pub async fn get_all(
+        &self,
+        keys: Vec<Bytes>,
+        consistency: ReadConsistency,
+    ) -> Result<u64, String> {
+        match self {
+            Target::Islab(client) => client
+                .get_many(keys, consistency)
+                .await
+                .map(|r| r.len() as u64)
+                .map_err(|e| e.to_string()),
+            #[cfg(feature = "etcd")]
+            Target::Etcd(etcd) => {
+                etcd.get_all(keys, consistency == ReadConsistency::Serializable)
+                    .await
+            }
+        }
+    }
+
     pub async fn scan(
         &self,
         from: Bytes,

@@ -531,8 +531,9 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
     pub read_consistency: ConsistencyArg,
 
-    /// Puts per request: above 1, each request is a Batch of this many puts, split by shard
-    /// (one atomic batch per shard the keys fall in).
+    /// Keys per request: above 1, each put request is a Batch of this many puts, split by
+    /// shard (one atomic batch per shard the keys fall in), and each get request a GetMany of
+    /// this many keys, split by shard (the SDK's `get_many`).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
 

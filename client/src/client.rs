@@ -32,6 +32,7 @@ use crate::config::ClientConfig;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::kv::{CasOutcome, KeyValue, ReadConsistency, check_key, ttl_ms};
+use crate::read_coalesce::{ReadCoalescer, ReadOutcome, ReadTurn};
 use crate::retry::{self, CallSpec, Route, timed};
 use crate::scan::{Scan, ScanPage};
 use crate::write_id::WriteIds;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     ids: WriteIds,
     /// Concurrent writes waiting to travel together, per shard.
     pub(crate) coalescer: Coalescer,
+    /// Concurrent gets waiting to travel together, per shard and consistency.
+    pub(crate) read_coalescer: ReadCoalescer,
     /// One map fetch at a time; holds when the last fetch found no map (cluster not
     /// initialised), so calls do not ask again on every request.
     map_fetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
@@ -144,6 +147,29 @@ impl Shared {
         })
         .await
     }
+
+    /// One `GetMany` of `keys`, all in shard `group`: an answer per key, in order.
+    pub(crate) async fn get_many(
+        &self,
+        group: u64,
+        consistency: ReadConsistency,
+        keys: Vec<Bytes>,
+    ) -> Result<Vec<proto::GetResponse>> {
+        let message = proto::GetManyRequest {
+            keys,
+            consistency: consistency.to_proto(),
+        };
+        let response = self
+            .kv(
+                "GetMany",
+                read_route(consistency),
+                group,
+                message,
+                |mut c, r| async move { c.get_many(r).await },
+            )
+            .await?;
+        Ok(response.items)
+    }
 }
 
 impl Client {
@@ -172,6 +198,7 @@ impl Client {
                 endpoints,
                 ids: WriteIds::new(),
                 coalescer: Coalescer::default(),
+                read_coalescer: ReadCoalescer::default(),
                 map_fetch: tokio::sync::Mutex::new(None),
             }),
         })
@@ -305,6 +332,20 @@ impl Client {
         let key = key.into();
         check_key(&key)?;
         let group = self.shared.group_of(&key).await?;
+        // Group 0: no map yet, so the keys' shards are unknown and cannot share a GetMany.
+        let coalesce = self.shared.config.coalesce_reads && group != 0;
+        // Held while this get is sent alone: dropping it sends what gathered meanwhile.
+        let _turn =
+            match coalesce.then(|| ReadCoalescer::offer(&self.shared, group, consistency, &key)) {
+                None => None,
+                Some(ReadTurn::Now(guard)) => guard,
+                Some(ReadTurn::Queued(rx)) => match rx.await {
+                    Ok(Ok(ReadOutcome::Done(r))) => return Ok(found(key, r)),
+                    Ok(Ok(ReadOutcome::Alone)) => None,
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(Error::Protocol("a coalesced get lost its batch".into())),
+                },
+            };
         let message = proto::GetRequest {
             key: key.clone(),
             consistency: consistency.to_proto(),
@@ -319,11 +360,68 @@ impl Client {
                 |mut c, r| async move { c.get(r).await },
             )
             .await?;
-        Ok(response.found.then(|| KeyValue {
-            key,
-            value: response.value,
-            version: response.version,
-        }))
+        Ok(found(key, response))
+    }
+
+    /// The values of many keys read with one consistency, in the order given (`None` where a
+    /// key does not exist). The keys are split by shard and each shard's share is read in one
+    /// `GetMany` call (a linearizable one with one read-index round), the shards in parallel.
+    /// Each key's read has the meaning of [`Client::get_with`]; reads of different shards
+    /// are not one snapshot.
+    pub async fn get_many<I, K>(
+        &self,
+        keys: I,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<Option<KeyValue>>>
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<Bytes>,
+    {
+        let keys: Vec<Bytes> = keys.into_iter().map(Into::into).collect();
+        for key in &keys {
+            check_key(key)?;
+        }
+        self.shared.ensure_map().await?;
+        let Some(map) = self.shared.endpoints.map() else {
+            // No map (cluster not initialised): the shards are unknown, read key by key.
+            let gets = keys.iter().map(|k| self.get_with(k.clone(), consistency));
+            return futures::future::try_join_all(gets).await;
+        };
+        // Positions of the keys of each shard, in chunks the server accepts.
+        let mut by_shard: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+        for (i, key) in keys.iter().enumerate() {
+            by_shard
+                .entry(map.shard_of_key(key).id)
+                .or_default()
+                .push(i);
+        }
+        let calls = by_shard.into_iter().flat_map(|(group, positions)| {
+            positions
+                .chunks(GET_MANY_CHUNK)
+                .map(|chunk| (group, chunk.to_vec()))
+                .collect::<Vec<_>>()
+        });
+        let reads = calls.map(|(group, positions)| {
+            let chunk: Vec<Bytes> = positions.iter().map(|&i| keys[i].clone()).collect();
+            async move {
+                let items = self.shared.get_many(group, consistency, chunk).await?;
+                if items.len() != positions.len() {
+                    return Err(Error::Protocol(format!(
+                        "a GetMany of {} keys answered with {} items",
+                        positions.len(),
+                        items.len()
+                    )));
+                }
+                Ok((positions, items))
+            }
+        });
+        let mut out: Vec<Option<KeyValue>> = vec![None; keys.len()];
+        for (positions, items) in futures::future::try_join_all(reads).await? {
+            for (i, item) in positions.into_iter().zip(items) {
+                out[i] = found(keys[i].clone(), item);
+            }
+        }
+        Ok(out)
     }
 
     /// Removes `key`; returns whether it existed.
@@ -579,6 +677,18 @@ enum Coalesced {
 }
 
 /// Linearizable reads need the leader; serializable ones are served by any node.
+/// Most keys per `GetMany` call of [`Client::get_many`] (the server's default limit is 10,000).
+const GET_MANY_CHUNK: usize = 1000;
+
+/// A get's answer as the SDK returns it.
+fn found(key: Bytes, r: proto::GetResponse) -> Option<KeyValue> {
+    r.found.then(|| KeyValue {
+        key,
+        value: r.value,
+        version: r.version,
+    })
+}
+
 fn read_route(consistency: ReadConsistency) -> Route {
     match consistency {
         ReadConsistency::Linearizable => Route::Leader,

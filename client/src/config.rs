@@ -71,6 +71,11 @@ pub struct ClientConfig {
     /// while a request of that shard is in flight (see the crate docs: each write keeps its
     /// own answer; a lone write is sent at once, as itself). Default: true.
     pub coalesce_writes: bool,
+
+    /// Whether concurrent gets of one shard and consistency travel together as one `GetMany`
+    /// RPC while a get of that shard is in flight (each keeps its own answer and meaning; a
+    /// lone get is sent at once, as itself). Default: true.
+    pub coalesce_reads: bool,
 }
 
 impl Default for ClientConfig {
@@ -86,6 +91,7 @@ impl Default for ClientConfig {
             max_message_bytes: 64 << 20,
             address_map: BTreeMap::new(),
             coalesce_writes: true,
+            coalesce_reads: true,
         }
     }
 }

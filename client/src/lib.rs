@@ -85,6 +85,7 @@ mod config;
 mod endpoints;
 mod error;
 mod kv;
+mod read_coalesce;
 mod retry;
 mod scan;
 mod write_id;

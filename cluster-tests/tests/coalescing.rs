@@ -1,10 +1,11 @@
-//! SDK write coalescing against real nodes: concurrent writes of one client share batches
-//! (fewer log entries than writes), each write keeps its own answer, and one bad write in a
-//! gathered batch fails alone.
+//! SDK coalescing against real nodes: concurrent writes of one client share batches (fewer log
+//! entries than writes), concurrent gets share GetMany calls (fewer read requests than gets),
+//! each write and get keeps its own answer, and one bad request in a gathered batch fails
+//! alone.
 
 use std::time::Duration;
 
-use islab_client::{Client, ClientConfig, Error};
+use islab_client::{BatchOp, Client, ClientConfig, Error, ReadConsistency};
 use islab_cluster_tests::{Cluster, data_group, init_tracing, wait_for};
 
 async fn applied(cluster: &Cluster) -> u64 {
@@ -18,6 +19,134 @@ async fn applied(cluster: &Cluster) -> u64 {
     data_group(&cluster.status(&addr).await.unwrap())
         .unwrap()
         .applied_index
+}
+
+/// (read requests, keys read) of the data shard, summed over every node.
+async fn reads(cluster: &Cluster) -> (u64, u64) {
+    let mut total = (0, 0);
+    for node in &cluster.nodes {
+        let status = cluster.status(&node.addr()).await.unwrap();
+        let group = data_group(&status).unwrap();
+        total.0 += group.read_requests;
+        total.1 += group.keys_read;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_share_get_many_calls_and_keep_their_answers() {
+    init_tracing();
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    // Every even key of r0000..r1999 exists, with its version known.
+    let mut versions = std::collections::HashMap::new();
+    let evens: Vec<u32> = (0..2000).step_by(2).collect();
+    for chunk in evens.chunks(100) {
+        let ops: Vec<BatchOp> = chunk
+            .iter()
+            .map(|i| BatchOp::put(format!("r{i:04}"), format!("v{i}")))
+            .collect();
+        let results = client.batch(ops).await.unwrap();
+        for (i, r) in chunk.iter().zip(results) {
+            versions.insert(*i, r.version);
+        }
+    }
+
+    for consistency in [ReadConsistency::Linearizable, ReadConsistency::Serializable] {
+        tracing::info!(
+            ?consistency,
+            "--- 2000 gets, 200 at a time, from one client"
+        );
+        let before = reads(&cluster).await;
+        for round in 0..10u32 {
+            let gets = (round * 200..(round + 1) * 200).map(|i| {
+                let client = client.clone();
+                async move { (i, client.get_with(format!("r{i:04}"), consistency).await) }
+            });
+            for (i, got) in futures::future::join_all(gets).await {
+                match (i % 2, got.unwrap()) {
+                    (0, Some(kv)) => {
+                        assert_eq!(kv.key, format!("r{i:04}"));
+                        assert_eq!(kv.value, format!("v{i}"));
+                        assert_eq!(kv.version, versions[&i], "r{i:04}: its own version");
+                    }
+                    (1, None) => {}
+                    (_, other) => panic!("r{i:04} ({consistency:?}): {other:?}"),
+                }
+            }
+        }
+        let after = reads(&cluster).await;
+        let (requests, keys) = (after.0 - before.0, after.1 - before.1);
+        tracing::info!(requests, keys, "read requests for 2000 gets");
+        assert!(keys >= 2000, "2000 gets asked for {keys} keys");
+        assert!(
+            requests < 1000,
+            "2000 concurrent gets took {requests} read requests: not coalesced"
+        );
+    }
+
+    tracing::info!("--- a linearizable get queued behind another sees a write acked before it");
+    for round in 0..20 {
+        let key = format!("fresh-{round}");
+        let slow = {
+            let client = client.clone();
+            async move { client.get("r0000").await.unwrap() }
+        };
+        let write_then_read = {
+            let client = client.clone();
+            let key = key.clone();
+            async move {
+                client.put(key.clone(), "new").await.unwrap();
+                client.get(key).await.unwrap()
+            }
+        };
+        let (_, seen) = tokio::join!(slow, write_then_read);
+        assert_eq!(seen.map(|kv| kv.value), Some("new".into()), "{key}");
+    }
+
+    tracing::info!("--- one key over the server's limit among 100 gets fails alone");
+    let gets = (0..101).map(|i| {
+        let client = client.clone();
+        async move {
+            let key = if i == 50 {
+                "k".repeat(5000)
+            } else {
+                format!("r{:04}", i * 2)
+            };
+            (i, client.get(key).await)
+        }
+    });
+    for (i, result) in futures::future::join_all(gets).await {
+        match (i, result) {
+            (50, Err(Error::InvalidArgument(m))) => assert!(m.contains("5000"), "{m}"),
+            (50, other) => panic!("the oversize key: {other:?}"),
+            (_, Err(e)) => panic!("get {i} failed with its batch: {e}"),
+            (_, Ok(kv)) => assert_eq!(kv.unwrap().value, format!("v{}", i * 2)),
+        }
+    }
+
+    tracing::info!("--- get_many: answers in the order asked, repeats and misses included");
+    let keys = ["r0004", "r0003", "r0004", "nothing", "r1998"];
+    let got = client
+        .get_many(keys, ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    let values: Vec<Option<String>> = got
+        .iter()
+        .map(|kv| {
+            kv.as_ref()
+                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [Some("v4"), None, Some("v4"), None, Some("v1998")].map(|v| v.map(String::from))
+    );
+    let err = client
+        .get_many(["ok", ""], ReadConsistency::Linearizable)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,11 +231,12 @@ async fn concurrent_writes_share_batches_and_keep_their_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_without_coalescing_sends_each_write_alone() {
+async fn a_client_without_coalescing_sends_each_request_alone() {
     init_tracing();
     let cluster = Cluster::start(3).await;
     let mut config = ClientConfig::new(cluster.endpoints());
     config.coalesce_writes = false;
+    config.coalesce_reads = false;
     config.deadline = Duration::from_secs(30);
     let client = Client::with_config(config).unwrap();
     client.put("warm-up", "x").await.unwrap();
@@ -130,4 +260,18 @@ async fn a_client_without_coalescing_sends_each_write_alone() {
     )
     .await;
     assert!(after - before >= 100, "one entry per write");
+
+    let before = reads(&cluster).await;
+    let gets = (0..100).map(|i| {
+        let client = client.clone();
+        async move { client.get(format!("alone-{i}")).await.unwrap() }
+    });
+    assert!(
+        futures::future::join_all(gets)
+            .await
+            .iter()
+            .all(Option::is_some)
+    );
+    let after = reads(&cluster).await;
+    assert!(after.0 - before.0 >= 100, "one read request per get");
 }

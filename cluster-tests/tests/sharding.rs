@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use islab_client::{BatchOp, Client, Error, Scan, ShardListResponse, slot_of};
+use islab_client::{BatchOp, Client, Error, ReadConsistency, Scan, ShardListResponse, slot_of};
 use islab_cluster_tests::{Cluster, Load, init_tracing, wait_for};
 use islab_proto::v1 as proto;
 use islab_proto::v1::kv_client::KvClient;
@@ -118,6 +118,29 @@ async fn keys_spread_over_shards_and_hash_tags_keep_keys_together() {
     let want: Vec<String> = (100..200).map(|i| format!("user:{i:05}")).collect();
     assert_eq!(keys, want);
 
+    tracing::info!("--- get_many reads keys of every shard, answers in the order asked");
+    let wanted: Vec<String> = (0..3300)
+        .rev()
+        .step_by(7)
+        .map(|i| format!("user:{i:05}"))
+        .chain(["user:00007".to_string()])
+        .collect();
+    for consistency in [ReadConsistency::Linearizable, ReadConsistency::Serializable] {
+        let got = client.get_many(wanted.clone(), consistency).await.unwrap();
+        assert_eq!(got.len(), wanted.len());
+        for (key, kv) in wanted.iter().zip(&got) {
+            let i: usize = key["user:".len()..].parse().unwrap();
+            match kv {
+                Some(kv) if i < 3200 => {
+                    assert_eq!(kv.key, key.as_bytes(), "{consistency:?}");
+                    assert_eq!(kv.value, format!("v{i}"), "{consistency:?}");
+                }
+                None if i >= 3200 => {}
+                other => panic!("{key} ({consistency:?}): {other:?}"),
+            }
+        }
+    }
+
     tracing::info!("--- hash-tagged keys share a shard: an atomic batch over them works");
     assert_eq!(slot_of(b"{user42}:name"), slot_of(b"{user42}:cart"));
     let results = client
@@ -184,6 +207,20 @@ async fn keys_spread_over_shards_and_hash_tags_keep_keys_together() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(
         status.message().contains("spans shards") || status.message().contains("span shards"),
+        "{status:?}"
+    );
+    let status = raw
+        .get_many(proto::GetManyRequest {
+            keys: vec![x.clone().into(), y.clone().into()],
+            consistency: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("GetMany reads one shard")
+            && status.message().contains(&x)
+            && status.message().contains(&y),
         "{status:?}"
     );
     let status = raw

@@ -636,6 +636,8 @@ pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
                 bytes: store.user_bytes(),
                 members,
                 ops_per_sec: shard.ops_per_sec(),
+                read_requests: shard.reads_served().0,
+                keys_read: shard.reads_served().1,
             }
         })
         .collect();

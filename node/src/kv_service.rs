@@ -15,9 +15,10 @@ use bytes::Bytes;
 use islab_proto::v1::kv_server::Kv;
 use islab_proto::v1::{
     BatchOp, BatchRequest, BatchResponse, CompareAndSwapRequest, CompareAndSwapResponse,
-    DeleteRequest, DeleteResponse, GetRequest, GetResponse, GetShardMapRequest,
-    GetShardMapResponse, KeyValue, OpResult, PutRequest, PutResponse, ReadConsistency, ScanRequest,
-    ScanResponse, ShardMap as ProtoShardMap, WriteId as ProtoWriteId, batch_op,
+    DeleteRequest, DeleteResponse, GetManyRequest, GetManyResponse, GetRequest, GetResponse,
+    GetShardMapRequest, GetShardMapResponse, KeyValue, OpResult, PutRequest, PutResponse,
+    ReadConsistency, ScanRequest, ScanResponse, ShardMap as ProtoShardMap, WriteId as ProtoWriteId,
+    batch_op,
 };
 use islab_shardmap::{ShardInfo, ShardMap};
 use islab_storage::{Command, Request, Response, Versioned, WriteId};
@@ -71,6 +72,37 @@ fn unexpected(r: Response) -> Error {
         Response::Rejected { reason } => Error::Rejected(reason),
         other => Error::Internal(format!("unexpected response {other:?}")),
     }
+}
+
+/// The one shard every key is in, or INVALID_ARGUMENT naming two keys of different shards
+/// (`why` says why they must share one).
+fn one_shard<'m, 'k>(
+    map: &'m ShardMap,
+    keys: impl IntoIterator<Item = &'k Bytes>,
+    why: &str,
+) -> Result<&'m ShardInfo> {
+    let mut first: Option<(&ShardInfo, &Bytes)> = None;
+    for key in keys {
+        let here = map.shard_of_key(key);
+        match first {
+            None => first = Some((here, key)),
+            Some((info, first_key)) if info.id != here.id => {
+                return Err(Error::InvalidArgument(format!(
+                    "{why}, and its keys span shards {} ({:?}) and {} ({:?}): give keys that \
+                     belong together a common hash tag, like {{user42}}:name and \
+                     {{user42}}:cart",
+                    info.id,
+                    String::from_utf8_lossy(first_key),
+                    here.id,
+                    String::from_utf8_lossy(key)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    first
+        .map(|(info, _)| info)
+        .ok_or_else(|| Error::InvalidArgument("the request names no key".into()))
 }
 
 impl KvService {
@@ -228,6 +260,7 @@ impl Kv for KvService {
         validate::key(&self.node.config.limits, &r.key)?;
         let shard = self.route(&r.key, &metadata)?;
         let shard = self.read(shard, r.consistency).await?;
+        shard.count_read(1);
         let found = shard.store.current().get(&r.key).and_then(live);
         Ok(GrpcResponse::new(match found {
             Some(v) => GetResponse {
@@ -237,6 +270,37 @@ impl Kv for KvService {
             },
             None => GetResponse::default(),
         }))
+    }
+
+    async fn get_many(
+        &self,
+        req: GrpcRequest<GetManyRequest>,
+    ) -> Result<GrpcResponse<GetManyResponse>, Status> {
+        let (metadata, _, r) = req.into_parts();
+        let limits = &self.node.config.limits;
+        validate::batch(limits, r.keys.len(), 0)?;
+        for key in &r.keys {
+            validate::key(limits, key)?;
+        }
+        let map = self.map(&metadata)?;
+        let info = one_shard(&map, &r.keys, "a GetMany reads one shard")?;
+        let shard = self.replica(info)?;
+        let shard = self.read(shard, r.consistency).await?;
+        shard.count_read(r.keys.len());
+        let store = shard.store.current();
+        let items = r
+            .keys
+            .iter()
+            .map(|key| match store.get(key).and_then(live) {
+                Some(v) => GetResponse {
+                    found: true,
+                    value: v.value,
+                    version: v.version,
+                },
+                None => GetResponse::default(),
+            })
+            .collect();
+        Ok(GrpcResponse::new(GetManyResponse { items }))
     }
 
     async fn delete(
@@ -287,6 +351,7 @@ impl Kv for KvService {
         };
         let shard = self.replica(info)?;
         let shard = self.read(shard, r.consistency).await?;
+        shard.count_read(1);
         let store = shard.store.current();
         // A page visits every key of the shard: off the async workers.
         let (items, more) = tokio::task::spawn_blocking(move || {
@@ -336,32 +401,14 @@ impl Kv for KvService {
         }
         validate::batch(limits, commands.len(), bytes)?;
         let map = self.map(&metadata)?;
-        let mut info: Option<(&ShardInfo, &Bytes)> = None;
+        let mut keys = Vec::with_capacity(commands.len());
         for cmd in &commands {
             let Some(key) = single_key(cmd) else {
                 return Err(Error::InvalidArgument("a batch cannot nest batches".into()).into());
             };
-            let here = map.shard_of_key(key);
-            match info {
-                None => info = Some((here, key)),
-                Some((first, first_key)) if first.id != here.id => {
-                    return Err(Error::InvalidArgument(format!(
-                        "a batch is atomic within one shard, and its keys span shards {} ({:?}) \
-                         and {} ({:?}): give keys that must change together a common hash tag, \
-                         like {{user42}}:name and {{user42}}:cart",
-                        first.id,
-                        String::from_utf8_lossy(first_key),
-                        here.id,
-                        String::from_utf8_lossy(key)
-                    ))
-                    .into());
-                }
-                Some(_) => {}
-            }
+            keys.push(key);
         }
-        let Some((info, _)) = info else {
-            return Err(Error::InvalidArgument("an empty batch".into()).into());
-        };
+        let info = one_shard(&map, keys, "a batch is atomic within one shard")?;
         let shard = self.replica(info)?;
         match self
             .propose(&shard, write_id(r.id), Command::Batch(commands))

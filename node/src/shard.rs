@@ -5,6 +5,7 @@
 //! shards it holds replicas of), and every service reaches a group through it.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use islab_raft::{LogId, Raft, StoreSlot, TypeConfig};
@@ -31,6 +32,9 @@ pub(crate) struct Shard {
     pub quiet: Quiet,
     /// Set once the group is known to have been initialised.
     founded: std::sync::atomic::AtomicBool,
+    /// Read requests answered, and keys they asked for (see [`Shard::count_read`]).
+    read_requests: AtomicU64,
+    keys_read: AtomicU64,
 }
 
 impl Shard {
@@ -44,7 +48,23 @@ impl Shard {
             rate: Mutex::new((Instant::now(), 0, 0.0)),
             quiet: Quiet::default(),
             founded: std::sync::atomic::AtomicBool::new(false),
+            read_requests: AtomicU64::new(0),
+            keys_read: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one read request of `keys` keys answered by this replica.
+    pub fn count_read(&self, keys: usize) {
+        self.read_requests.fetch_add(1, Ordering::Relaxed);
+        self.keys_read.fetch_add(keys as u64, Ordering::Relaxed);
+    }
+
+    /// (read requests, keys read) since the node started.
+    pub fn reads_served(&self) -> (u64, u64) {
+        (
+            self.read_requests.load(Ordering::Relaxed),
+            self.keys_read.load(Ordering::Relaxed),
+        )
     }
 
     /// Entries applied per second, as of the last [`Shard::sample_rate`].

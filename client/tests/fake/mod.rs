@@ -274,6 +274,32 @@ impl Kv for Fake {
         })
     }
 
+    async fn get_many(
+        &self,
+        request: Request<GetManyRequest>,
+    ) -> Result<Response<GetManyResponse>, Status> {
+        let r = request.get_ref().clone();
+        let s = Seen {
+            consistency: Some(r.consistency),
+            ..seen("GetMany")
+        };
+        self.run("GetMany", &request, s, |store| {
+            let items = r
+                .keys
+                .iter()
+                .map(|key| match store.map.get(key) {
+                    Some((value, version)) => GetResponse {
+                        found: true,
+                        value: value.clone(),
+                        version: *version,
+                    },
+                    None => GetResponse::default(),
+                })
+                .collect();
+            Ok(GetManyResponse { items })
+        })
+    }
+
     async fn delete(
         &self,
         request: Request<DeleteRequest>,

@@ -465,6 +465,15 @@ pub struct ServerArgs {
     #[arg(long, env = "ISLAB_KEEP_ENTRIES_AFTER_SNAPSHOT")]
     pub keep_entries_after_snapshot: Option<u64>,
 
+    /// Bytes the WAL may hold before the groups pinning its oldest segment are checkpointed
+    /// and purged so it can be deleted; 0 for no budget. [default: 536870912]
+    #[arg(long, env = "ISLAB_WAL_BUDGET_BYTES")]
+    pub wal_budget_bytes: Option<u64>,
+
+    /// Size at which a WAL segment is closed and the next started. [default: 67108864]
+    #[arg(long, env = "ISLAB_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
+
     /// Log format on stderr.
     #[arg(long, env = "ISLAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

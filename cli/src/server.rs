@@ -64,6 +64,12 @@ pub fn config(args: &ServerArgs) -> Result<NodeConfig> {
     if let Some(n) = args.keep_entries_after_snapshot {
         c.raft.keep_entries_after_snapshot = n;
     }
+    if let Some(n) = args.wal_budget_bytes {
+        c.raft.wal_budget_bytes = n;
+    }
+    if let Some(n) = args.wal_segment_bytes {
+        c.wal.segment_size = n;
+    }
     c.validate()?;
     Ok(c)
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use islab_client::ReadConsistency;
+use islab_client::{BatchOp, ReadConsistency};
 use islab_cluster_tests::{Cluster, data_group, init_tracing, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,4 +95,73 @@ async fn three_nodes_replicate_and_a_stopped_node_catches_up() {
     })
     .await;
     assert_eq!(keys.len(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_budget_checkpoints_quiet_groups_so_old_segments_go() {
+    init_tracing();
+    // 1 MiB segments, a 4 MiB budget, and no checkpoint by entry count: only the budget can
+    // purge a log, and the meta group (written at init, quiet since) pins the first segment.
+    const BUDGET: u64 = 4 << 20;
+    let mut cluster = Cluster::start_with(
+        3,
+        &[
+            "--wal-segment-bytes",
+            "1048576",
+            "--wal-budget-bytes",
+            "4194304",
+            "--snapshot-after-entries",
+            "1000000",
+        ],
+    )
+    .await;
+    let client = cluster.client();
+
+    tracing::info!("--- 24 MiB through the data shard: 48 batches of 64 values of 8 KiB");
+    let mut last = std::collections::BTreeMap::new();
+    for round in 0..48u32 {
+        let ops: Vec<BatchOp> = (0..64u32)
+            .map(|i| {
+                let key = format!("w{:03}", (round * 64 + i) % 256);
+                let value = format!("{round:02}-{i:02}-").repeat(1365);
+                last.insert(key.clone(), value.clone());
+                BatchOp::put(key, value)
+            })
+            .collect();
+        client.batch(ops).await.unwrap();
+    }
+
+    tracing::info!("--- every node's WAL comes back near the budget; the meta group was purged");
+    for addr in cluster.endpoints() {
+        wait_for(
+            &format!("{addr}: WAL within budget"),
+            Duration::from_secs(60),
+            || async {
+                let s = cluster.status(&addr).await?;
+                let meta = s.groups.iter().find(|g| g.group_id == 0).ok_or("no meta")?;
+                if s.wal_bytes <= BUDGET + (2 << 20) && meta.purged_index > 0 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "WAL {} bytes in {} segments, meta purged up to {}",
+                        s.wal_bytes, s.wal_segments, meta.purged_index
+                    ))
+                }
+            },
+        )
+        .await;
+    }
+
+    tracing::info!("--- kill -9 every node, restart: recovery from checkpoints and the kept log");
+    for id in 1..=3 {
+        cluster.node(id).kill();
+    }
+    for id in 1..=3 {
+        cluster.node(id).start();
+    }
+    cluster.leader().await;
+    for (key, value) in &last {
+        let got = client.get(key.clone()).await.unwrap().expect(key);
+        assert_eq!(&got.value[..], value.as_bytes(), "{key}");
+    }
 }

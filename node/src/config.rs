@@ -106,6 +106,11 @@ pub struct RaftTiming {
     /// Entries kept in the log behind a checkpoint, for followers that lag a little.
     /// Default: 10,000.
     pub keep_entries_after_snapshot: u64,
+    /// While the WAL holds more than this many bytes, the groups pinning its oldest segment
+    /// are checkpointed and their logs purged, so the segment can be deleted (see
+    /// `wal_budget.rs`); recovery reads at most about this much log. 0: no budget (logs are
+    /// purged only by `snapshot-after-entries`). Default: 512 MiB.
+    pub wal_budget_bytes: u64,
 }
 
 impl Default for RaftTiming {
@@ -116,6 +121,7 @@ impl Default for RaftTiming {
             election_timeout_max_ms: 1600,
             snapshot_after_entries: 50_000,
             keep_entries_after_snapshot: 10_000,
+            wal_budget_bytes: 512 << 20,
         }
     }
 }
@@ -164,6 +170,13 @@ impl NodeConfig {
         }
         if r.snapshot_after_entries == 0 {
             return bad("snapshot-after-entries must be above zero".into());
+        }
+        if r.wal_budget_bytes != 0 && r.wal_budget_bytes < 2 * self.wal.segment_size {
+            return bad(format!(
+                "wal-budget-bytes ({}) must be 0 (no budget) or at least two WAL segments ({})",
+                r.wal_budget_bytes,
+                2 * self.wal.segment_size
+            ));
         }
         Ok(())
     }

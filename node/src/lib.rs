@@ -35,6 +35,7 @@ mod shard;
 mod shard_list;
 mod transport_service;
 mod validate;
+mod wal_budget;
 
 pub use admin_service::{DEFAULT_REPLICATION, DEFAULT_SHARDS};
 pub use config::{Limits, NodeConfig, RaftTiming};

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::kv_service::KvService;
 use crate::node_state::{META_GROUP, NodeState};
 use crate::transport_service::TransportService;
-use crate::{controller, quiesce, reconciler};
+use crate::{controller, quiesce, reconciler, wal_budget};
 
 /// Entry point: [`Node::start`].
 pub struct Node;
@@ -111,6 +111,7 @@ impl Node {
         tokio::spawn(reconciler::run(state.clone()));
         tokio::spawn(controller::run(state.clone()));
         tokio::spawn(quiesce::run(state.clone()));
+        tokio::spawn(wal_budget::run(state.clone()));
         tokio::spawn(state.disk.clone().watch(stop.clone()));
         tracing::info!(
             node = config.id,

@@ -5,6 +5,8 @@
 #
 #   deploy/build-image.sh                 # then: docker compose up -d  (or docker-compose)
 #   ISLAB_IMAGE=islab:dev deploy/build-image.sh
+#   ISLAB_IMAGE_PROFILE=debug deploy/build-image.sh   # the debug binary the tests build anyway
+#                                                     # (CI: saves a release build of it all)
 #
 # The previous image of the same tag is removed once it is no longer tagged (dangling images
 # carrying this project's label are pruned), so repeated builds do not pile up.
@@ -13,11 +15,25 @@ cd "$(dirname "$0")/.."
 
 image="${ISLAB_IMAGE:-islab:local}"
 target_dir="${CARGO_TARGET_DIR:-target}"
-binary="$target_dir/release/islab"
+profile="${ISLAB_IMAGE_PROFILE:-release}"
 context="$target_dir/islab-image"
-
-echo "--- cargo build --release -p islab-cli --locked"
-cargo build --release -p islab-cli --locked
+case "$profile" in
+    release)
+        echo "--- cargo build --release -p islab-cli --bin islab --locked"
+        cargo build --release -p islab-cli --bin islab --locked
+        ;;
+    debug)
+        # The same command the cluster tests run (cluster-tests/src/binary.rs), so they share
+        # this build.
+        echo "--- cargo build -p islab-cli --bin islab --locked"
+        cargo build -p islab-cli --bin islab --locked
+        ;;
+    *)
+        echo "ISLAB_IMAGE_PROFILE must be release or debug, got $profile" >&2
+        exit 1
+        ;;
+esac
+binary="$target_dir/$profile/islab"
 
 echo "--- staging $context"
 rm -rf "$context"
@@ -67,6 +83,7 @@ if [ -n "$(git status --porcelain 2>/dev/null)" ]; then revision="$revision-dirt
 docker build \
     --label io.islabdb.image=islab \
     --label "org.opencontainers.image.revision=$revision" \
+    --label "io.islabdb.profile=$profile" \
     --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     -t "$image" -f deploy/Dockerfile "$context"
 

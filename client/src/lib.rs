@@ -18,6 +18,10 @@
 //!   (bad key, too large, rejected) are never retried.
 //! - **One connection per node**, opened on first use and shared by every clone of the
 //!   client and every concurrent call.
+//! - **Coalescing.** Concurrent puts and deletes of one shard travel together as one `Batch`
+//!   while one of that shard's writes is in flight, and concurrent gets as one `GetMany`;
+//!   each call keeps its own answer and meaning, and a lone call is sent at once.
+//!   [`Client::get_many`] reads many keys in one call per shard.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -34,6 +38,10 @@
 //! let kv = client.get("user/1").await?.expect("just written");
 //! assert_eq!(kv.version, version);
 //! let maybe_stale = client.get_with("user/1", ReadConsistency::Serializable).await?;
+//! let several = client
+//!     .get_many(["user/1", "user/2"], ReadConsistency::Linearizable)
+//!     .await?;
+//! assert_eq!(several.len(), 2);
 //!
 //! // Optimistic update: only if nobody wrote the key since we read it.
 //! let outcome = client.cas("user/1", Some(kv.version), "ada lovelace").await?;
@@ -65,13 +73,14 @@
 //!
 //! # Layout
 //!
-//! - [`Client`] (`client.rs`) — the data calls: put, get, delete, cas, scan, batch.
+//! - [`Client`] (`client.rs`) — the data calls: put, get, get_many, delete, cas, scan, batch.
 //! - [`Admin`] (`admin.rs`) — init, members, status.
 //! - [`ClientConfig`] (`config.rs`) — endpoints, timeouts, backoff.
 //! - [`Error`] (`error.rs`) — the one error type and the gRPC status mapping.
 //! - [`Scan`], [`ScanPage`] (`scan.rs`) — scans and their continuation.
 //! - [`BatchOp`], [`OpResult`] (`batch.rs`) — atomic batches.
 //! - [`KeyValue`], [`CasOutcome`], [`ReadConsistency`] (`kv.rs`) — values of data calls.
+//! - `coalesce.rs`, `read_coalesce.rs` — concurrent writes into `Batch`, gets into `GetMany`.
 //! - `retry.rs` — the call loop: leader hints, failover, backoff, deadline.
 //! - `endpoints.rs` — known nodes, their channels, the leader guess.
 //! - `backoff.rs`, `write_id.rs` — jittered pauses; write ids for exactly-once retries.

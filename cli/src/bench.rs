@@ -511,6 +511,7 @@ fn print_report(
                 "distribution": distribution,
                 "read_consistency": consistency,
                 "batch": args.batch,
+                "in_flight_per_shard": args.in_flight_per_shard,
                 "read_ratio": args.read_ratio,
                 "scan_limit": args.scan_limit,
                 "prefilled": r.prefilled,
@@ -532,7 +533,7 @@ fn print_report(
         out,
         "settings: target={}; workload={workload} {loop_kind}; duration={:.1}s; durability={} on {} voters; \
          key={} B value={} B keyspace={} ({distribution}); read-consistency={consistency}; \
-         batch={}{}{}",
+         batch={}{}{}{}",
         r.system,
         args.duration.as_secs_f64(),
         r.durability,
@@ -541,6 +542,11 @@ fn print_report(
         args.value_size,
         args.keyspace,
         args.batch,
+        if r.system == "islab" {
+            format!("; in-flight-per-shard={}", args.in_flight_per_shard)
+        } else {
+            String::new()
+        },
         if args.workload == BenchWorkload::Mixed {
             format!("; read-ratio={}", args.read_ratio)
         } else {

@@ -32,9 +32,10 @@ pub(crate) struct TargetInfo {
 impl Target {
     pub async fn connect(args: &BenchArgs, global: &GlobalArgs) -> Result<Target> {
         match args.target {
-            BenchTarget::Islab => Ok(Target::Islab(connect::client(
+            BenchTarget::Islab => Ok(Target::Islab(connect::client_with(
                 global,
                 Duration::from_secs(30),
+                |c| c.max_in_flight_per_shard = args.in_flight_per_shard,
             )?)),
             #[cfg(feature = "etcd")]
             BenchTarget::Etcd => {

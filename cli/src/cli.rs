@@ -546,6 +546,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
 
+    /// IsLabDB: requests of one shard the SDK keeps in flight before further calls gather
+    /// into the next Batch or GetMany (`ClientConfig::max_in_flight_per_shard`).
+    #[arg(long, default_value_t = 4)]
+    pub in_flight_per_shard: usize,
+
     /// Share of gets in the mixed workload (0.0 to 1.0).
     #[arg(long, default_value_t = 0.5)]
     pub read_ratio: f64,

@@ -28,12 +28,22 @@ pub fn block_on<F: Future>(body: F) -> Result<F::Output> {
 
 /// A client for `--endpoints`, giving up on a call after `--timeout` (or `default`).
 pub fn client(global: &GlobalArgs, default: Duration) -> Result<Client> {
-    let config = ClientConfig {
+    client_with(global, default, |_| {})
+}
+
+/// [`client`], with the settings `adjust` changes.
+pub fn client_with(
+    global: &GlobalArgs,
+    default: Duration,
+    adjust: impl FnOnce(&mut ClientConfig),
+) -> Result<Client> {
+    let mut config = ClientConfig {
         deadline: global.timeout.unwrap_or(default),
         address_map: address_map(global),
         ..ClientConfig::new(endpoints(global))
     };
-    Client::with_config(config).context("bad --endpoints or --address-map")
+    adjust(&mut config);
+    Client::with_config(config).context("bad --endpoints, --address-map or client settings")
 }
 
 /// `--address-map` as the SDK takes it (a later entry for the same name wins).

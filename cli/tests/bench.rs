@@ -67,6 +67,30 @@ fn every_workload_runs_and_reports_its_settings() {
         batch["requests"].as_u64().unwrap() * 20,
         "every batch request writes 20 keys"
     );
+    assert_eq!(batch["settings"]["in_flight_per_shard"], 4);
+
+    let get_many = bench(
+        &pg,
+        &[
+            "get",
+            "--duration",
+            "1s",
+            "--batch",
+            "30",
+            "--keyspace",
+            "300",
+            "--in-flight-per-shard",
+            "2",
+        ],
+    );
+    assert_eq!(get_many["errors"], 0);
+    assert_eq!(get_many["settings"]["in_flight_per_shard"], 2);
+    assert!(get_many["requests"].as_u64().unwrap() > 0);
+    assert_eq!(
+        get_many["keys"].as_u64().unwrap(),
+        get_many["requests"].as_u64().unwrap() * 30,
+        "every batch request reads 30 keys"
+    );
 
     let open = bench(
         &pg,

@@ -8,9 +8,12 @@
 //! put(k3) ──►            busy ─► queued ┴─► when the first answer is back: one Batch [k2, k3]
 //! ```
 //!
-//! Nothing waits for company: a write goes out as soon as nothing is in flight for its shard,
-//! and while one request is in flight the writes arriving meanwhile gather for the next. Per
-//! call semantics stay those of a single put or delete:
+//! Nothing waits for company: a write goes out as soon as fewer than
+//! [`ClientConfig::max_in_flight_per_shard`](crate::ClientConfig::max_in_flight_per_shard)
+//! requests of its shard are in flight, and while that many are, the writes arriving meanwhile
+//! gather for the next one to leave when an answer is back. More than one in flight keeps a
+//! shard's log busy while a batch waits for its fsyncs: each fsync then carries more. Per call
+//! semantics stay those of a single put or delete:
 //! - every write still gets its own answer (a put's version is the batch's log index; a batch
 //!   never holds the same key twice, so no two writes of one key share a version);
 //! - a batch carries its own write id, so a resent batch is applied once;
@@ -52,8 +55,8 @@ struct Waiting {
 
 #[derive(Default)]
 struct Queue {
-    /// A request of this shard is in flight (its flusher task runs).
-    busy: bool,
+    /// Requests of this shard in flight (each a write sent alone, or a flusher task).
+    in_flight: usize,
     waiting: Vec<Waiting>,
     keys: HashSet<Bytes>,
     bytes: usize,
@@ -122,8 +125,8 @@ impl Coalescer {
         };
         let mut queues = shared.coalescer.lock();
         let q = queues.entry(group).or_default();
-        if !q.busy {
-            q.busy = true;
+        if q.in_flight < shared.config.max_in_flight_per_shard {
+            q.in_flight += 1;
             return Turn::Now(Some(TurnGuard {
                 shared: shared.clone(),
                 group,
@@ -143,12 +146,13 @@ impl Coalescer {
         Turn::Queued(rx)
     }
 
-    /// Takes the writes gathered for `group`, or marks the shard idle when there are none.
+    /// Takes the writes gathered for `group`, or gives the caller's turn back (one request
+    /// fewer in flight) when there are none.
     fn take(&self, group: u64) -> Vec<Waiting> {
         let mut queues = self.lock();
         let q = queues.entry(group).or_default();
         if q.waiting.is_empty() {
-            q.busy = false;
+            q.in_flight = q.in_flight.saturating_sub(1);
             return Vec::new();
         }
         q.keys.clear();

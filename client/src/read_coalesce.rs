@@ -9,8 +9,9 @@
 //! get(k3) ──►        busy ─► queued ┴─► when the first answer is back: one GetMany [k2, k3]
 //! ```
 //!
-//! Like write coalescing (`coalesce.rs`), nothing waits for company, and each get keeps its
-//! own meaning. A queued get's `GetMany` leaves after the get was called, so a linearizable
+//! Like write coalescing (`coalesce.rs`), nothing waits for company (a get goes at once while
+//! fewer than `max_in_flight_per_shard` gets of its shard and consistency are in flight), and
+//! each get keeps its own meaning. A queued get's `GetMany` leaves after the get was called, so a linearizable
 //! one still sees every write acknowledged before the call. A `GetMany` refused as a whole
 //! (an invalid key, or a server that does not know the RPC) sends each get again alone, so
 //! only a bad key fails; any other failure is every waiting get's failure.
@@ -43,8 +44,8 @@ struct Waiting {
 
 #[derive(Default)]
 struct Queue {
-    /// A get of this shard and consistency is in flight (its flusher task runs).
-    busy: bool,
+    /// Gets of this shard and consistency in flight (each a get sent alone, or a flusher task).
+    in_flight: usize,
     waiting: Vec<Waiting>,
 }
 
@@ -84,8 +85,8 @@ impl ReadCoalescer {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a get of `key`: it goes now (nothing of its shard and consistency was in flight,
-    /// which is now marked busy), or waits for the next `GetMany`.
+    /// Takes a get of `key`: it goes now (fewer than the most allowed of its shard and
+    /// consistency were in flight; it now counts as one), or waits for the next `GetMany`.
     pub(crate) fn offer(
         shared: &Arc<Shared>,
         group: u64,
@@ -95,8 +96,8 @@ impl ReadCoalescer {
         let at = (group, consistency);
         let mut queues = shared.read_coalescer.lock();
         let q = queues.entry(at).or_default();
-        if !q.busy {
-            q.busy = true;
+        if q.in_flight < shared.config.max_in_flight_per_shard {
+            q.in_flight += 1;
             return ReadTurn::Now(Some(ReadGuard {
                 shared: shared.clone(),
                 at,
@@ -113,12 +114,13 @@ impl ReadCoalescer {
         ReadTurn::Queued(rx)
     }
 
-    /// Takes the gets gathered at `at`, or marks it idle when there are none.
+    /// Takes the gets gathered at `at`, or gives the caller's turn back (one request fewer in
+    /// flight) when there are none.
     fn take(&self, at: (u64, ReadConsistency)) -> Vec<Waiting> {
         let mut queues = self.lock();
         let q = queues.entry(at).or_default();
         if q.waiting.is_empty() {
-            q.busy = false;
+            q.in_flight = q.in_flight.saturating_sub(1);
         }
         std::mem::take(&mut q.waiting)
     }

@@ -548,7 +548,7 @@ pub struct BenchArgs {
 
     /// IsLabDB: requests of one shard the SDK keeps in flight before further calls gather
     /// into the next Batch or GetMany (`ClientConfig::max_in_flight_per_shard`).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 1)]
     pub in_flight_per_shard: usize,
 
     /// Share of gets in the mixed workload (0.0 to 1.0).

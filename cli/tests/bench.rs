@@ -67,7 +67,7 @@ fn every_workload_runs_and_reports_its_settings() {
         batch["requests"].as_u64().unwrap() * 20,
         "every batch request writes 20 keys"
     );
-    assert_eq!(batch["settings"]["in_flight_per_shard"], 4);
+    assert_eq!(batch["settings"]["in_flight_per_shard"], 1);
 
     let get_many = bench(
         &pg,

@@ -11,8 +11,8 @@
 //! Nothing waits for company: a write goes out as soon as fewer than
 //! [`ClientConfig::max_in_flight_per_shard`](crate::ClientConfig::max_in_flight_per_shard)
 //! requests of its shard are in flight, and while that many are, the writes arriving meanwhile
-//! gather for the next one to leave when an answer is back. More than one in flight keeps a
-//! shard's log busy while a batch waits for its fsyncs: each fsync then carries more. Per call
+//! gather for the next one to leave when an answer is back (one by default: the biggest
+//! batches, the least work per write for the cluster). Per call
 //! semantics stay those of a single put or delete:
 //! - every write still gets its own answer (a put's version is the batch's log index; a batch
 //!   never holds the same key twice, so no two writes of one key share a version);

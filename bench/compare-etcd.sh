@@ -23,6 +23,9 @@
 #   KEY_SIZE=16 VALUE_SIZE=128 KEYSPACE=100000 DISTRIBUTION=uniform
 #   SERIALIZABLE=1      also compare serializable gets (0: skip the row)
 #   SINGLE=1            also compare one put at a time (0: skip the row)
+#   BATCH=100           also compare requests of BATCH keys (IsLabDB: Batch per shard and
+#                       GetMany per shard; etcd: one Txn of puts or of ranges), BATCH_CLIENTS
+#                       (default 16) in flight; ops/s is then keys/s (0: skip the rows)
 #   SHARDS=8            shards of the IsLabDB playground (its default)
 #   ETCD_PORT=23790     etcd member i: client port ETCD_PORT+2(i-1), peer port +1
 #   ISLAB_PORT=27379    IsLabDB node i: ISLAB_PORT+i-1
@@ -39,6 +42,8 @@ KEYSPACE=${KEYSPACE:-100000}
 DISTRIBUTION=${DISTRIBUTION:-uniform}
 SERIALIZABLE=${SERIALIZABLE:-1}
 SINGLE=${SINGLE:-1}
+BATCH=${BATCH:-100}
+BATCH_CLIENTS=${BATCH_CLIENTS:-16}
 SHARDS=${SHARDS:-8}
 ETCD_PORT=${ETCD_PORT:-23790}
 ISLAB_PORT=${ISLAB_PORT:-27379}
@@ -178,6 +183,12 @@ fi
 if [ "$SINGLE" = 1 ]; then
     row put_1 "put, 1 in flight (single client)" put --clients 1
 fi
+if [ "$BATCH" -gt 1 ]; then
+    row put_batch "put, batches of $BATCH keys, $BATCH_CLIENTS in flight (keys/s)" put \
+        --clients "$BATCH_CLIENTS" --batch "$BATCH"
+    row get_batch "get, linearizable, batches of $BATCH keys, $BATCH_CLIENTS in flight (keys/s)" \
+        get --clients "$BATCH_CLIENTS" --batch "$BATCH" --read-consistency linearizable --no-prefill
+fi
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -207,7 +218,9 @@ def ms(us):
 def errors(doc):
     return f" ({doc['errors']} errors)" if doc["errors"] else ""
 (a50, a99), (b50, b99) = lat(a), lat(b)
-ra, rb = a["requests_per_s"], b["requests_per_s"]
+# Batch rows compare keys/s (a request carries --batch keys); the others requests/s.
+per_s = "keys_per_s" if a["settings"]["batch"] > 1 else "requests_per_s"
+ra, rb = a[per_s], b[per_s]
 print(f"| {label} | {ra:,.0f}{errors(a)} | {rb:,.0f}{errors(b)} | **{ra / rb:.2f}×** | "
       f"{ms(a50)} | {ms(b50)} | {ms(a99)} | {ms(b99)} | {a99 / b99:.2f}× | "
       f"{cpu(sys.argv[2], a):.0f} µs, {cpu(sys.argv[3], b):.0f} µs |")

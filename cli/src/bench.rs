@@ -121,6 +121,16 @@ impl Workload {
         }
     }
 
+    /// `batch` different keys (a batch naming a key twice is refused by etcd, and would
+    /// measure less than it says).
+    fn distinct_keys(&self, rng: &mut SmallRng) -> Vec<Bytes> {
+        let mut picked = std::collections::HashSet::with_capacity(self.batch);
+        while picked.len() < self.batch {
+            picked.insert(self.pick(rng));
+        }
+        picked.into_iter().map(|i| self.key(i)).collect()
+    }
+
     /// Runs one operation; returns its kind and how many keys it touched.
     async fn one(&self, target: &Target, rng: &mut SmallRng) -> (Kind, Result<u64, String>) {
         let kind = match self.kind {
@@ -137,8 +147,10 @@ impl Workload {
         };
         let result = match kind {
             Kind::Put if self.batch > 1 => {
-                let items = (0..self.batch)
-                    .map(|_| (self.key(self.pick(rng)), self.value.clone()))
+                let items = self
+                    .distinct_keys(rng)
+                    .into_iter()
+                    .map(|k| (k, self.value.clone()))
                     .collect();
                 target.put_all(items).await
             }
@@ -148,8 +160,9 @@ impl Workload {
                     .await
             }
             Kind::Get if self.batch > 1 => {
-                let keys = (0..self.batch).map(|_| self.key(self.pick(rng))).collect();
-                target.get_all(keys, self.consistency).await
+                target
+                    .get_all(self.distinct_keys(rng), self.consistency)
+                    .await
             }
             Kind::Get => target.get(self.key(self.pick(rng)), self.consistency).await,
             Kind::Scan => {
@@ -181,6 +194,13 @@ pub fn run(
     }
     if args.clients == 0 || args.batch == 0 {
         bail!("--clients and --batch must be at least 1");
+    }
+    if args.batch as u64 > args.keyspace {
+        bail!(
+            "--batch {} needs at least as many keys in --keyspace (got {}): a batch's keys are distinct",
+            args.batch,
+            args.keyspace
+        );
     }
     if !(0.0..=1.0).contains(&args.read_ratio) {
         bail!(
@@ -601,6 +621,19 @@ mod tests {
             batch: 1,
             read_ratio: 0.5,
             scan_limit: 10,
+        }
+    }
+
+    #[test]
+    fn a_batch_names_each_key_once() {
+        let mut w = workload(Some(Zipf::new(1000.0, 0.99).unwrap()));
+        w.batch = 200;
+        let mut rng = SmallRng::seed_from_u64(7);
+        for _ in 0..20 {
+            let keys = w.distinct_keys(&mut rng);
+            assert_eq!(keys.len(), 200);
+            let set: std::collections::HashSet<_> = keys.iter().collect();
+            assert_eq!(set.len(), 200, "no key twice in one batch");
         }
     }
 

@@ -17,7 +17,7 @@
 //! the new one, never a half file under a real name.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::memstore::{CheckpointScan, MemStore, Versioned};
 use crate::{GroupId, LogPos, codec};
+
+mod loader;
 
 /// The checkpoint format this build writes and reads.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
@@ -111,62 +113,25 @@ impl Checkpoint {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let werr = |e| io_err("writing", &tmp, e);
 
-        let meta_bytes = codec::encode(meta)?;
-        let mut header = Vec::with_capacity(20 + meta_bytes.len());
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
-        header.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
-        header.extend_from_slice(&meta_bytes);
-        let crc = crc32c::crc32c(&header[8..]);
-        header.extend_from_slice(&crc.to_le_bytes());
-        out.write_all(&header).map_err(werr)?;
-
+        out.write_all(&encode_header(meta)?).map_err(werr)?;
         let mut raw = Vec::with_capacity(BLOCK_SIZE + 4096);
         let mut blocks = 0u64;
-        let mut write_block = |raw: &mut Vec<u8>, out: &mut BufWriter<File>| -> Result<()> {
-            if raw.is_empty() {
-                return Ok(());
-            }
-            let compressed = lz4_flex::block::compress(raw);
-            let (codec_id, stored): (u8, &[u8]) = if compressed.len() < raw.len() {
-                (CODEC_LZ4, &compressed)
-            } else {
-                (CODEC_NONE, raw)
-            };
-            let mut bh = [0u8; BLOCK_HEADER_LEN];
-            bh[0..4].copy_from_slice(&(raw.len() as u32).to_le_bytes());
-            bh[4..8].copy_from_slice(&(stored.len() as u32).to_le_bytes());
-            bh[8] = codec_id;
-            bh[9..13].copy_from_slice(&crc32c::crc32c(stored).to_le_bytes());
-            out.write_all(&bh).map_err(werr)?;
-            out.write_all(stored).map_err(werr)?;
-            blocks += 1;
-            raw.clear();
-            Ok(())
-        };
         let keys = scan.for_each_chunk(|chunk| {
             for (key, v) in chunk {
-                put_varint(&mut raw, key.len() as u64);
-                raw.extend_from_slice(key);
-                put_varint(&mut raw, v.version);
-                put_varint(&mut raw, v.expires_at.map_or(0, |e| e + 1));
-                put_varint(&mut raw, v.value.len() as u64);
-                raw.extend_from_slice(&v.value);
+                encode_key(&mut raw, key, v);
                 if raw.len() >= BLOCK_SIZE {
-                    write_block(&mut raw, &mut out)?;
+                    write_block(&mut out, &raw).map_err(werr)?;
+                    blocks += 1;
+                    raw.clear();
                 }
             }
             Ok(())
         })?;
-        write_block(&mut raw, &mut out)?;
-
-        let mut trailer = Vec::with_capacity(TRAILER_LEN as usize);
-        trailer.extend_from_slice(END_MAGIC);
-        trailer.extend_from_slice(&keys.to_le_bytes());
-        trailer.extend_from_slice(&blocks.to_le_bytes());
-        let crc = crc32c::crc32c(&trailer);
-        trailer.extend_from_slice(&crc.to_le_bytes());
-        out.write_all(&trailer).map_err(werr)?;
+        if !raw.is_empty() {
+            write_block(&mut out, &raw).map_err(werr)?;
+            blocks += 1;
+        }
+        out.write_all(&encode_trailer(keys, blocks)).map_err(werr)?;
         let file = out.into_inner().map_err(|e| werr(e.into_error()))?;
         file.sync_all().map_err(|e| io_err("syncing", &tmp, e))?;
         drop(file);
@@ -286,15 +251,47 @@ impl Checkpoint {
     }
 
     /// Loads the image into a new store, verifying every block.
+    ///
+    /// The calling thread reads the blocks; [`available_parallelism`] workers (at least 2)
+    /// check, decompress, decode and insert them (`checkpoint/loader.rs`). Every check
+    /// [`verify`] makes is made, and of the damage the threads found, the first in file order
+    /// is reported.
+    ///
+    /// [`available_parallelism`]: std::thread::available_parallelism
+    /// [`verify`]: Checkpoint::verify
     pub fn load(&self) -> Result<MemStore> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.load_on(workers.max(2))
+    }
+
+    /// [`load`](Checkpoint::load) with `workers` workers.
+    fn load_on(&self, workers: usize) -> Result<MemStore> {
+        let store = self.empty_store();
+        let Some(key) = loader::load(self, &store, workers)? else {
+            return Ok(store);
+        };
+        // A key twice: possible only in a damaged file whose checksums were made to match.
+        // Which copy wins would depend on the threads' timing; load it again in file order,
+        // so the last copy wins as it always did.
+        tracing::warn!(
+            file = %self.path.display(),
+            key = %key.escape_ascii(),
+            "a key appears twice in the checkpoint; loading it again on one thread"
+        );
+        drop(store);
+        let store = self.empty_store();
+        self.for_each(|key, value| store.load(key, value))?;
+        Ok(store)
+    }
+
+    /// A store presized for the image.
+    fn empty_store(&self) -> MemStore {
         // The trailer's count presizes the map, but it is only checked after the last block:
         // trust it no further than the file's size (a key takes at least MIN_KEY_BYTES of a
         // block), or a damaged count reserves terabytes up front. A file holding more keys
         // than that (lz4 beat the bound) only makes the map grow while it loads.
         let plausible = self.keys.min(self.size / MIN_KEY_BYTES);
-        let store = MemStore::with_capacity(usize::try_from(plausible).unwrap_or(0).min(1 << 30));
-        self.for_each(|key, value| store.load(key, value))?;
-        Ok(store)
+        MemStore::with_capacity(usize::try_from(plausible).unwrap_or(0).min(1 << 30))
     }
 
     /// Checks every block's checksum and the key count without building a store.
@@ -302,71 +299,36 @@ impl Checkpoint {
         self.for_each(|_, _| {})
     }
 
-    /// Decodes every key of the image in file order.
+    /// Decodes every key of the image in file order, on the calling thread.
     pub fn for_each(&self, mut f: impl FnMut(Bytes, Versioned)) -> Result<()> {
-        let path = &self.path;
-        let reader = PositionalReader {
-            file: &self.file,
-            pos: self.data_start,
-        };
-        let mut input = BufReader::with_capacity(1 << 20, reader);
-        let end = self.size - TRAILER_LEN;
-        let mut pos = self.data_start;
         let (mut keys, mut blocks) = (0u64, 0u64);
-        let mut stored = Vec::new();
-        while pos < end {
-            let mut bh = [0u8; BLOCK_HEADER_LEN];
-            if end - pos < BLOCK_HEADER_LEN as u64 {
-                return Err(corrupt(path, pos, "truncated block header"));
-            }
-            input
-                .read_exact(&mut bh)
-                .map_err(|e| io_err("reading", path, e))?;
-            let raw_len = u32::from_le_bytes(bh[0..4].try_into().unwrap()) as usize;
-            let stored_len = u32::from_le_bytes(bh[4..8].try_into().unwrap()) as usize;
-            let codec_id = bh[8];
-            let crc = u32::from_le_bytes(bh[9..13].try_into().unwrap());
-            if raw_len > MAX_BLOCK
-                || stored_len > MAX_BLOCK
-                || pos + (BLOCK_HEADER_LEN + stored_len) as u64 > end
-            {
-                return Err(corrupt(path, pos, "block length out of range"));
-            }
-            stored.resize(stored_len, 0);
-            input
-                .read_exact(&mut stored)
-                .map_err(|e| io_err("reading", path, e))?;
-            if crc32c::crc32c(&stored) != crc {
-                return Err(corrupt(path, pos, "block checksum mismatch"));
-            }
-            let raw = match codec_id {
-                CODEC_NONE if stored_len == raw_len => Bytes::copy_from_slice(&stored),
-                CODEC_LZ4 => match lz4_flex::block::decompress(&stored, raw_len) {
-                    Ok(raw) if raw.len() == raw_len => Bytes::from(raw),
-                    Ok(raw) => {
-                        return Err(corrupt(
-                            path,
-                            pos,
-                            format!(
-                                "lz4 block holds {} bytes, its header says {raw_len}",
-                                raw.len()
-                            ),
-                        ));
-                    }
-                    Err(e) => return Err(corrupt(path, pos, format!("lz4: {e}"))),
-                },
-                other => {
-                    return Err(corrupt(path, pos, format!("unknown block codec {other}")));
-                }
-            };
-            keys += decode_block(&raw, &mut f).map_err(|r| corrupt(path, pos, r))?;
+        for block in self.read_blocks() {
+            let block = block?;
+            let pos = block.pos;
+            let raw = block.unpack(&self.path)?;
+            keys += decode_block(&raw, &mut f).map_err(|r| corrupt(&self.path, pos, r))?;
             blocks += 1;
-            pos += (BLOCK_HEADER_LEN + stored_len) as u64;
         }
+        self.check_counts(keys, blocks)
+    }
+
+    /// The blocks in file order, their lengths checked against the file (not yet their
+    /// checksums: [`StoredBlock::unpack`] does that, on whichever thread decodes the block).
+    fn read_blocks(&self) -> Blocks<'_> {
+        Blocks {
+            ckpt: self,
+            pos: self.data_start,
+            end: self.size - TRAILER_LEN,
+            failed: false,
+        }
+    }
+
+    /// Compares what the blocks held with what the trailer records.
+    fn check_counts(&self, keys: u64, blocks: u64) -> Result<()> {
         if keys != self.keys || blocks != self.blocks {
             return Err(corrupt(
-                path,
-                end,
+                &self.path,
+                self.size - TRAILER_LEN,
                 format!(
                     "trailer records {} keys in {} blocks, found {keys} in {blocks}",
                     self.keys, self.blocks
@@ -395,17 +357,100 @@ impl PartialEq for Checkpoint {
 
 impl Eq for Checkpoint {}
 
-/// Sequential reads over a shared file handle, without moving the handle's own cursor.
-struct PositionalReader<'a> {
-    file: &'a File,
+/// One block as the file stores it.
+struct StoredBlock {
+    /// Where its header starts: the offset its errors name.
     pos: u64,
+    raw_len: usize,
+    codec: u8,
+    crc: u32,
+    stored: Vec<u8>,
 }
 
-impl Read for PositionalReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
+impl StoredBlock {
+    /// Checks the block's checksum, codec and lengths, and returns its content.
+    fn unpack(self, path: &Path) -> Result<Bytes> {
+        let pos = self.pos;
+        if crc32c::crc32c(&self.stored) != self.crc {
+            return Err(corrupt(path, pos, "block checksum mismatch"));
+        }
+        match self.codec {
+            CODEC_NONE if self.stored.len() == self.raw_len => Ok(Bytes::from(self.stored)),
+            CODEC_NONE => Err(corrupt(
+                path,
+                pos,
+                format!(
+                    "uncompressed block holds {} bytes, its header says {}",
+                    self.stored.len(),
+                    self.raw_len
+                ),
+            )),
+            CODEC_LZ4 => match lz4_flex::block::decompress(&self.stored, self.raw_len) {
+                Ok(raw) if raw.len() == self.raw_len => Ok(Bytes::from(raw)),
+                Ok(raw) => Err(corrupt(
+                    path,
+                    pos,
+                    format!(
+                        "lz4 block holds {} bytes, its header says {}",
+                        raw.len(),
+                        self.raw_len
+                    ),
+                )),
+                Err(e) => Err(corrupt(path, pos, format!("lz4: {e}"))),
+            },
+            other => Err(corrupt(path, pos, format!("unknown block codec {other}"))),
+        }
+    }
+}
+
+/// Reads a checkpoint's blocks in file order; ends after the first error.
+struct Blocks<'a> {
+    ckpt: &'a Checkpoint,
+    pos: u64,
+    /// Where the trailer starts.
+    end: u64,
+    failed: bool,
+}
+
+impl Blocks<'_> {
+    fn read(&mut self) -> Result<StoredBlock> {
+        let (path, file, pos) = (&self.ckpt.path, &self.ckpt.file, self.pos);
+        let mut bh = [0u8; BLOCK_HEADER_LEN];
+        if self.end - pos < BLOCK_HEADER_LEN as u64 {
+            return Err(corrupt(path, pos, "truncated block header"));
+        }
+        file.read_exact_at(&mut bh, pos)
+            .map_err(|e| io_err("reading", path, e))?;
+        let raw_len = u32::from_le_bytes(bh[0..4].try_into().unwrap()) as usize;
+        let stored_len = u32::from_le_bytes(bh[4..8].try_into().unwrap()) as usize;
+        let next = pos + (BLOCK_HEADER_LEN + stored_len) as u64;
+        if raw_len > MAX_BLOCK || stored_len > MAX_BLOCK || next > self.end {
+            return Err(corrupt(path, pos, "block length out of range"));
+        }
+        let mut stored = vec![0u8; stored_len];
+        file.read_exact_at(&mut stored, pos + BLOCK_HEADER_LEN as u64)
+            .map_err(|e| io_err("reading", path, e))?;
+        self.pos = next;
+        Ok(StoredBlock {
+            pos,
+            raw_len,
+            codec: bh[8],
+            crc: u32::from_le_bytes(bh[9..13].try_into().unwrap()),
+            stored,
+        })
+    }
+}
+
+impl Iterator for Blocks<'_> {
+    type Item = Result<StoredBlock>;
+
+    fn next(&mut self) -> Option<Result<StoredBlock>> {
+        if self.failed || self.pos >= self.end {
+            return None;
+        }
+        let block = self.read();
+        self.failed = block.is_err();
+        Some(block)
     }
 }
 
@@ -467,6 +512,55 @@ impl CheckpointReceiver {
         sync_parent(&self.path)?;
         Checkpoint::open(&self.path)
     }
+}
+
+fn encode_header(meta: &CheckpointMeta) -> Result<Vec<u8>> {
+    let meta_bytes = codec::encode(meta)?;
+    let mut header = Vec::with_capacity(20 + meta_bytes.len());
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
+    header.extend_from_slice(&meta_bytes);
+    let crc = crc32c::crc32c(&header[8..]);
+    header.extend_from_slice(&crc.to_le_bytes());
+    Ok(header)
+}
+
+/// Appends one key to a block's content.
+fn encode_key(raw: &mut Vec<u8>, key: &[u8], v: &Versioned) {
+    put_varint(raw, key.len() as u64);
+    raw.extend_from_slice(key);
+    put_varint(raw, v.version);
+    put_varint(raw, v.expires_at.map_or(0, |e| e + 1));
+    put_varint(raw, v.value.len() as u64);
+    raw.extend_from_slice(&v.value);
+}
+
+/// Writes a block holding `raw`, lz4-compressed if that makes it smaller.
+fn write_block(out: &mut impl Write, raw: &[u8]) -> std::io::Result<()> {
+    let compressed = lz4_flex::block::compress(raw);
+    let (codec_id, stored): (u8, &[u8]) = if compressed.len() < raw.len() {
+        (CODEC_LZ4, &compressed)
+    } else {
+        (CODEC_NONE, raw)
+    };
+    let mut bh = [0u8; BLOCK_HEADER_LEN];
+    bh[0..4].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    bh[4..8].copy_from_slice(&(stored.len() as u32).to_le_bytes());
+    bh[8] = codec_id;
+    bh[9..13].copy_from_slice(&crc32c::crc32c(stored).to_le_bytes());
+    out.write_all(&bh)?;
+    out.write_all(stored)
+}
+
+fn encode_trailer(keys: u64, blocks: u64) -> Vec<u8> {
+    let mut trailer = Vec::with_capacity(TRAILER_LEN as usize);
+    trailer.extend_from_slice(END_MAGIC);
+    trailer.extend_from_slice(&keys.to_le_bytes());
+    trailer.extend_from_slice(&blocks.to_le_bytes());
+    let crc = crc32c::crc32c(&trailer);
+    trailer.extend_from_slice(&crc.to_le_bytes());
+    trailer
 }
 
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {

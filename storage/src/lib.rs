@@ -15,8 +15,10 @@
 //! - `record`, `segment` — the on-disk framing of records and segment files.
 //! - `group_log` — one group's in-memory log index.
 //! - `fs`, [`sim`] — file I/O behind a trait, and a disk that can lose power, for tests.
-//! - `memstore`, `command` — the in-memory state machine and its commands.
-//! - `checkpoint` — checkpoint files, also streamed as chunks.
+//! - `memstore`, `command` — the in-memory state machine and its commands;
+//!   `memstore::bulk_load` fills a new store a lock shard at a time.
+//! - `checkpoint` — checkpoint files, also streamed as chunks; `checkpoint::loader` loads
+//!   one on several threads.
 //! - `catalog`, `data_dir` — sled metadata, and the locked directory layout.
 //! - [`codec`] — bincode 2, the one place typed values become bytes.
 //! - [`failpoints`] — named fault-injection points (cargo feature `failpoints`).

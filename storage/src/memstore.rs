@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, RESERVED_PREFIX, Request, Response};
 use crate::error::{Error, Result};
 
+mod bulk_load;
+
 /// Lock shards per store: the unit a checkpoint scan locks at a time.
 const SHARDS: usize = 2048;
 

@@ -25,7 +25,8 @@
 #   SINGLE=1            also compare one put at a time (0: skip the row)
 #   BATCH=100           also compare requests of BATCH keys (IsLabDB: Batch per shard and
 #                       GetMany per shard; etcd: one Txn of puts or of ranges), BATCH_CLIENTS
-#                       (default 16) in flight; ops/s is then keys/s (0: skip the rows)
+#                       (default 16) in flight; ops/s is then keys/s (0: skip the rows;
+#                       at most 128: etcd's default --max-txn-ops refuses bigger Txns)
 #   SHARDS=8            shards of the IsLabDB playground (its default)
 #   ETCD_PORT=23790     etcd member i: client port ETCD_PORT+2(i-1), peer port +1
 #   ISLAB_PORT=27379    IsLabDB node i: ISLAB_PORT+i-1
@@ -43,6 +44,10 @@ DISTRIBUTION=${DISTRIBUTION:-uniform}
 SERIALIZABLE=${SERIALIZABLE:-1}
 SINGLE=${SINGLE:-1}
 BATCH=${BATCH:-100}
+if [ "$BATCH" -gt 128 ]; then
+    echo "BATCH=$BATCH: etcd refuses a Txn of more than 128 operations (--max-txn-ops)" >&2
+    exit 1
+fi
 BATCH_CLIENTS=${BATCH_CLIENTS:-16}
 SHARDS=${SHARDS:-8}
 ETCD_PORT=${ETCD_PORT:-23790}

@@ -2,9 +2,10 @@
 # How long a node holding KEYS keys takes, after kill -9, to serve again caught up — the
 # performance issue's restart target (10M keys in 10 s). Starts three release `islab server`
 # processes on loopback (one shard, durability sync), fills KEYS keys through the cluster with
-# `islab bench`'s prefill (batches of 100 puts of 16 B keys and 128 B values), waits until every
-# replica applied everything, kills a follower with SIGKILL, restarts it, and times the restart
-# until `cluster status` on that node shows the shard applied up to the leader's index. Then
+# `islab bench`'s prefill (batches of 100 puts of 16 B keys and 128 B values), waits until a
+# follower of the shard applied everything, kills it with SIGKILL, restarts it, and times the
+# restart until `cluster status` on that node shows the shard applied up to the leader's index
+# as it was at the kill. Then
 # prints the node's own log lines for the phases (WAL recovery, checkpoint load, catch-up).
 #
 #   bench/restart.sh                     # KEYS=10000000 (the prefill alone takes minutes)
@@ -49,7 +50,8 @@ start() { # start <id>: runs node <id> in the background, logs to $dir/node<id>.
     pids[id]=$!
 }
 
-# Prints "<applied index of shard 1 on node id> <leader's applied index>", or "- -".
+# Prints "<applied index of shard 1 on node id> <leader's applied index> <leader's id>", or
+# "- - -".
 applied() {
     local status
     status=$("$islab" --endpoints "$endpoints" --timeout 2s cluster status -w json 2>/dev/null) || true
@@ -57,7 +59,7 @@ applied() {
 import json, sys
 want = int(sys.argv[1])
 doc = json.load(sys.stdin)  # fails (prints "- -") if nothing answered
-mine, lead = "-", "-"
+mine, lead, leader = "-", "-", "-"
 for e in doc["endpoints"]:
     for g in e.get("groups", []):
         if g.get("group_id") != 1:
@@ -65,9 +67,9 @@ for e in doc["endpoints"]:
         if e.get("node_id") == want:
             mine = g.get("applied_index", 0)
         if g.get("role") == "leader":
-            lead = g.get("applied_index", 0)
-print(mine, lead)
-' "$1" <<<"$status" 2>/dev/null || echo "- -"
+            lead, leader = g.get("applied_index", 0), e.get("node_id")
+print(mine, lead, leader)
+' "$1" <<<"$status" 2>/dev/null || echo "- - -"
 }
 
 now_ms() { date +%s%3N; }
@@ -87,25 +89,33 @@ t0=$(now_ms)
 echo "prefill took $(( ($(now_ms) - t0) / 1000 )) s"
 
 for run in $(seq 1 "$runs"); do
+    # A follower of the shard, caught up with the leader.
+    victim=-
     for _ in $(seq 1 600); do
-        read -r mine lead < <(applied 3)
-        [ "$mine" != - ] && [ "$mine" = "$lead" ] && break
+        read -r mine lead leader < <(applied 1)
+        if [ "$leader" != - ]; then
+            victim=$(( leader % 3 + 1 ))
+            read -r mine lead leader < <(applied "$victim")
+            [ "$mine" != - ] && [ "$mine" = "$lead" ] && [ "$leader" != "$victim" ] && break
+        fi
+        victim=-
         sleep 0.5
     done
-    echo "--- run $run: node 3 applied $mine, leader $lead; kill -9 node 3 and restart it"
-    kill -9 "${pids[3]}"
-    wait "${pids[3]}" 2>/dev/null || true
-    echo "--- run $run" >>"$dir/node3.log"
+    if [ "$victim" = - ]; then echo "no caught-up follower after 300 s" >&2; exit 1; fi
+    echo "--- run $run: node $victim (a follower) applied $mine, leader node $leader $lead; kill -9 node $victim and restart it"
+    kill -9 "${pids[victim]}"
+    wait "${pids[victim]}" 2>/dev/null || true
+    echo "--- run $run" >>"$dir/node$victim.log"
     t0=$(now_ms)
-    start 3
+    start "$victim"
     while true; do
-        read -r mine now < <(applied 3)
+        read -r mine now _ < <(applied "$victim")
         if [ "$mine" != - ] && [ "$mine" -ge "$lead" ]; then break; fi
         if [ $(( $(now_ms) - t0 )) -gt 300000 ]; then echo "not caught up after 300 s" >&2; exit 1; fi
         sleep 0.05
     done
     elapsed=$(( $(now_ms) - t0 ))
     echo "run $run: restart until serving, caught up (applied $mine >= $lead): ${elapsed} ms"
-    sed -n "/^--- run $run\$/,\$p" "$dir/node3.log" |
-        grep -E "WAL recovered|checkpoint|snapshot|serving on" | sed 's/^/    /' | head -12
+    { sed -n "/^--- run $run\$/,\$p" "$dir/node$victim.log" |
+        grep -E "WAL recovered|checkpoint|snapshot|serving on" | sed 's/^/    /' | head -12; } || true
 done

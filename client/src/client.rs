@@ -365,7 +365,8 @@ impl Client {
 
     /// The values of many keys read with one consistency, in the order given (`None` where a
     /// key does not exist). The keys are split by shard and each shard's share is read in one
-    /// `GetMany` call (a linearizable one with one read-index round), the shards in parallel.
+    /// `GetMany` call (a linearizable one with one read-index round), the shards in parallel;
+    /// a share whose answer would be over the server's size limit is read key by key.
     /// Each key's read has the meaning of [`Client::get_with`]; reads of different shards
     /// are not one snapshot.
     pub async fn get_many<I, K>(
@@ -401,10 +402,32 @@ impl Client {
                 .map(|chunk| (group, chunk.to_vec()))
                 .collect::<Vec<_>>()
         });
+        let keys = &keys;
         let reads = calls.map(|(group, positions)| {
             let chunk: Vec<Bytes> = positions.iter().map(|&i| keys[i].clone()).collect();
             async move {
-                let items = self.shared.get_many(group, consistency, chunk).await?;
+                let items = match self.shared.get_many(group, consistency, chunk).await {
+                    // The answer would be over the server's limit (large values): key by key.
+                    Err(Error::TooLarge(_)) => {
+                        let gets = positions.iter().map(|&i| async move {
+                            let message = proto::GetRequest {
+                                key: keys[i].clone(),
+                                consistency: consistency.to_proto(),
+                            };
+                            self.shared
+                                .kv(
+                                    "Get",
+                                    read_route(consistency),
+                                    group,
+                                    message,
+                                    |mut c, r| async move { c.get(r).await },
+                                )
+                                .await
+                        });
+                        futures::future::try_join_all(gets).await?
+                    }
+                    other => other?,
+                };
                 if items.len() != positions.len() {
                     return Err(Error::Protocol(format!(
                         "a GetMany of {} keys answered with {} items",
@@ -676,7 +699,6 @@ enum Coalesced {
     Alone(Option<TurnGuard>),
 }
 
-/// Linearizable reads need the leader; serializable ones are served by any node.
 /// Most keys per `GetMany` call of [`Client::get_many`] (the server's default limit is 10,000).
 const GET_MANY_CHUNK: usize = 1000;
 
@@ -689,6 +711,7 @@ fn found(key: Bytes, r: proto::GetResponse) -> Option<KeyValue> {
     })
 }
 
+/// Linearizable reads need the leader; serializable ones are served by any node.
 fn read_route(consistency: ReadConsistency) -> Route {
     match consistency {
         ReadConsistency::Linearizable => Route::Leader,

@@ -160,6 +160,13 @@ impl Coalescer {
         std::mem::take(&mut q.waiting)
     }
 
+    /// Gives a turn back without sending anything (one request fewer in flight).
+    fn release(&self, group: u64) {
+        let mut queues = self.lock();
+        let q = queues.entry(group).or_default();
+        q.in_flight = q.in_flight.saturating_sub(1);
+    }
+
     /// Called when the write that held the turn has its answer: sends what gathered
     /// meanwhile, batch after batch, until nothing waits.
     fn done(shared: &Arc<Shared>, group: u64) {
@@ -168,7 +175,9 @@ impl Coalescer {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime left (the client is being torn down): nobody is there to answer.
+            // No runtime left (the client is being torn down): nobody is there to answer the
+            // gathered calls (dropping their senders fails them); give the turn back.
+            shared.coalescer.release(group);
             return;
         };
         let shared = shared.clone();

@@ -125,6 +125,13 @@ impl ReadCoalescer {
         std::mem::take(&mut q.waiting)
     }
 
+    /// Gives a turn back without sending anything (one request fewer in flight).
+    fn release(&self, at: (u64, ReadConsistency)) {
+        let mut queues = self.lock();
+        let q = queues.entry(at).or_default();
+        q.in_flight = q.in_flight.saturating_sub(1);
+    }
+
     /// Called when the get that held the turn has its answer: sends what gathered meanwhile,
     /// one `GetMany` after another, until nothing waits.
     fn done(shared: &Arc<Shared>, at: (u64, ReadConsistency)) {
@@ -133,7 +140,9 @@ impl ReadCoalescer {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime left (the client is being torn down): nobody is there to answer.
+            // No runtime left (the client is being torn down): nobody is there to answer the
+            // gathered calls (dropping their senders fails them); give the turn back.
+            shared.read_coalescer.release(at);
             return;
         };
         let shared = shared.clone();

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use islab_client::{BatchOp, Client, ClientConfig, Error, ReadConsistency};
 use islab_cluster_tests::{Cluster, data_group, init_tracing, wait_for};
+use islab_proto::v1 as proto;
+use islab_proto::v1::kv_client::KvClient;
 
 async fn applied(cluster: &Cluster) -> u64 {
     let leader = cluster.leader().await;
@@ -85,22 +87,24 @@ async fn concurrent_gets_share_get_many_calls_and_keep_their_answers() {
         );
     }
 
-    tracing::info!("--- a linearizable get queued behind another sees a write acked before it");
-    for round in 0..20 {
+    tracing::info!("--- a linearizable get queued behind others sees a write acked before it");
+    for round in 0..10 {
         let key = format!("fresh-{round}");
-        let slow = {
+        // 200 gets keep the shard's turn busy, so the get after the put is queued.
+        let busy = (0..200).map(|i| {
             let client = client.clone();
-            async move { client.get("r0000").await.unwrap() }
-        };
+            async move { client.get(format!("r{:04}", i * 2)).await.unwrap() }
+        });
         let write_then_read = {
             let client = client.clone();
             let key = key.clone();
             async move {
+                tokio::task::yield_now().await;
                 client.put(key.clone(), "new").await.unwrap();
                 client.get(key).await.unwrap()
             }
         };
-        let (_, seen) = tokio::join!(slow, write_then_read);
+        let (_, seen) = tokio::join!(futures::future::join_all(busy), write_then_read);
         assert_eq!(seen.map(|kv| kv.value), Some("new".into()), "{key}");
     }
 
@@ -147,6 +151,52 @@ async fn concurrent_gets_share_get_many_calls_and_keep_their_answers() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+
+    tracing::info!("--- GetMany refusals name what was wrong");
+    let mut raw = KvClient::connect(format!("http://{}", cluster.endpoints()[0]))
+        .await
+        .unwrap();
+    let status = raw
+        .get_many(proto::GetManyRequest {
+            keys: vec!["r0000".into(), "k".repeat(5000).into()],
+            consistency: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("GetMany key #1") && status.message().contains("5000"),
+        "{status:?}"
+    );
+
+    tracing::info!("--- an answer over the size limit is refused; the SDK then reads key by key");
+    let big = "b".repeat(1_000_000);
+    client.put("big", big.clone()).await.unwrap();
+    let status = raw
+        .get_many(proto::GetManyRequest {
+            keys: vec!["big".into(); 20],
+            consistency: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("fewer keys"), "{status:?}");
+    let got = client
+        .get_many(vec!["big"; 20], ReadConsistency::Serializable)
+        .await
+        .unwrap();
+    assert!(got.iter().all(|kv| kv.as_ref().unwrap().value == big));
+    let gets = (0..20).map(|_| {
+        let client = client.clone();
+        async move { client.get("big").await }
+    });
+    for got in futures::future::join_all(gets).await {
+        assert_eq!(
+            got.unwrap().unwrap().value,
+            big,
+            "a coalesced get of a big value"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,7 +135,7 @@ async fn the_wal_budget_checkpoints_quiet_groups_so_old_segments_go() {
     for addr in cluster.endpoints() {
         wait_for(
             &format!("{addr}: WAL within budget"),
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             || async {
                 let s = cluster.status(&addr).await?;
                 let meta = s.groups.iter().find(|g| g.group_id == 0).ok_or("no meta")?;

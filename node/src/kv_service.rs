@@ -278,9 +278,20 @@ impl Kv for KvService {
     ) -> Result<GrpcResponse<GetManyResponse>, Status> {
         let (metadata, _, r) = req.into_parts();
         let limits = &self.node.config.limits;
-        validate::batch(limits, r.keys.len(), 0)?;
-        for key in &r.keys {
-            validate::key(limits, key)?;
+        if r.keys.is_empty() {
+            return Err(Error::InvalidArgument("a GetMany names no key".into()).into());
+        }
+        if r.keys.len() > limits.max_batch_ops {
+            return Err(Error::TooLarge(format!(
+                "a GetMany of {} keys is above the limit of {}",
+                r.keys.len(),
+                limits.max_batch_ops
+            ))
+            .into());
+        }
+        for (i, key) in r.keys.iter().enumerate() {
+            validate::key(limits, key)
+                .map_err(|e| Error::InvalidArgument(format!("GetMany key #{i}: {e}")))?;
         }
         let map = self.map(&metadata)?;
         let info = one_shard(&map, &r.keys, "a GetMany reads one shard")?;
@@ -288,18 +299,31 @@ impl Kv for KvService {
         let shard = self.read(shard, r.consistency).await?;
         shard.count_read(r.keys.len());
         let store = shard.store.current();
-        let items = r
-            .keys
-            .iter()
-            .map(|key| match store.get(key).and_then(live) {
+        // The answer is bounded like a batch: a few keys naming large values (or one key named
+        // many times) must not build a message of gigabytes before the transport refuses it.
+        let mut bytes = 0usize;
+        let mut items = Vec::with_capacity(r.keys.len());
+        for key in &r.keys {
+            let item = match store.get(key).and_then(live) {
                 Some(v) => GetResponse {
                     found: true,
                     value: v.value,
                     version: v.version,
                 },
                 None => GetResponse::default(),
-            })
-            .collect();
+            };
+            bytes += key.len() + item.value.len();
+            if bytes > limits.max_batch_bytes {
+                return Err(Error::TooLarge(format!(
+                    "the answer to a GetMany of {} keys would hold more than {} bytes, the \
+                     limit: ask for fewer keys at a time",
+                    r.keys.len(),
+                    limits.max_batch_bytes
+                ))
+                .into());
+            }
+            items.push(item);
+        }
         Ok(GrpcResponse::new(GetManyResponse { items }))
     }
 

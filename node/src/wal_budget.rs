@@ -9,15 +9,18 @@
 //!
 //! ```text
 //! every CHECK_EVERY, while the WAL is over budget and has more than one segment:
-//!   for each group with live entries in the oldest segment (Wal::pinning_groups):
-//!     its checkpoint covers those entries?  yes ─► purge its log up to the checkpoint
-//!                                           no  ─► take a checkpoint now (then purge, next round)
+//!   for each group with live entries first..=last in the oldest segment (Wal::pinning_groups):
+//!     purged below min(checkpoint, last)?  yes ─► purge the log up to it
+//!                                                 (at most every PURGE_AGAIN_AFTER)
+//!     checkpoint before last?  yes ─► take a checkpoint now (at most every ASK_AGAIN_AFTER)
 //! ```
 //!
-//! The purge goes up to the checkpoint, past `keep-entries-after-snapshot`: a follower that
-//! lags behind it catches up from the checkpoint instead of the log, which is the price of
-//! the bound. A group this node no longer runs (its replica moved away) cannot be purged this
-//! way; its entries stay until the group is removed from the WAL.
+//! The purge goes only as far as the oldest segment needs (openraft itself purges up to
+//! `keep-entries-after-snapshot` behind each checkpoint), but past that point there: a
+//! follower that lags behind it catches up from the checkpoint instead of the log, which is
+//! the price of the bound. A group this node no longer runs (its replica
+//! moved away) cannot be purged this way; its entries stay until the group is removed from the
+//! WAL, and the node says so (at most every ASK_AGAIN_AFTER).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +34,9 @@ use crate::node_state::NodeState;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A group asked for a checkpoint is not asked again for this long (it may be building one).
 const ASK_AGAIN_AFTER: Duration = Duration::from_secs(10);
+/// A group asked to purge is not asked again for this long (a leader's purge waits for the
+/// replication that still reads those entries).
+const PURGE_AGAIN_AFTER: Duration = Duration::from_secs(2);
 
 /// Runs until the node stops.
 pub(crate) async fn run(state: Arc<NodeState>) {
@@ -38,7 +44,12 @@ pub(crate) async fn run(state: Arc<NodeState>) {
     if budget == 0 {
         return;
     }
+    // When each group was last asked for a checkpoint, and for a purge (either takes a while).
     let mut asked: HashMap<u64, Instant> = HashMap::new();
+    let mut purge_asked: HashMap<u64, Instant> = HashMap::new();
+    let due = |asked: &HashMap<u64, Instant>, group: u64, pause: Duration| {
+        asked.get(&group).is_none_or(|at| at.elapsed() >= pause)
+    };
     let mut ticks = tokio::time::interval(CHECK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,32 +61,47 @@ pub(crate) async fn run(state: Arc<NodeState>) {
         if stats.bytes <= budget || stats.segments < 2 {
             continue;
         }
-        for (group, first) in state.wal.pinning_groups() {
+        for (group, first, last) in state.wal.pinning_groups() {
             let Ok(shard) = state.shard(group) else {
+                if due(&asked, group, ASK_AGAIN_AFTER) {
+                    tracing::warn!(
+                        group,
+                        first,
+                        wal_bytes = stats.bytes,
+                        budget,
+                        "WAL over budget: a group this node no longer runs pins the oldest segment"
+                    );
+                    asked.insert(group, Instant::now());
+                }
                 continue;
             };
-            let (checkpoint, applied) = {
+            let (checkpoint, purged, applied) = {
                 let m = shard.raft.metrics();
                 let m = m.borrow_watched();
                 (
                     m.snapshot.map(|s| s.index),
+                    m.purged.map(|p| p.index),
                     m.last_applied.map_or(0, |l| l.index),
                 )
             };
-            if checkpoint.is_some_and(|c| c >= first) {
-                let upto = checkpoint.unwrap_or(0);
-                tracing::info!(
+            let upto = checkpoint.map_or(0, |c| c.min(last));
+            if upto >= first
+                && purged.is_none_or(|p| p < upto)
+                && due(&purge_asked, group, PURGE_AGAIN_AFTER)
+            {
+                tracing::debug!(
                     group,
                     upto,
                     wal_bytes = stats.bytes,
                     budget,
-                    "WAL over budget: purging a group's log up to its checkpoint"
+                    "WAL over budget: purging"
                 );
+                purge_asked.insert(group, Instant::now());
                 let _ = shard.raft.trigger().purge_log(upto).await;
-            } else if applied >= first
-                && asked
-                    .get(&group)
-                    .is_none_or(|at| at.elapsed() >= ASK_AGAIN_AFTER)
+            }
+            if checkpoint.is_none_or(|c| c < last)
+                && applied >= first
+                && due(&asked, group, ASK_AGAIN_AFTER)
             {
                 tracing::info!(
                     group,

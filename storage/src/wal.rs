@@ -526,9 +526,10 @@ impl Wal {
         rx.recv().unwrap_or(Err(Error::Shutdown))
     }
 
-    /// Groups with live entries in the oldest segment, with their first index: checkpointing
-    /// them (then purging) is what lets that segment be deleted.
-    pub fn pinning_groups(&self) -> Vec<(GroupId, u64)> {
+    /// Groups with live entries in the oldest segment, each with the first and the last index
+    /// it has there: checkpointing them past that last index (then purging up to it) is what
+    /// lets that segment be deleted.
+    pub fn pinning_groups(&self) -> Vec<(GroupId, u64, u64)> {
         let st = self.lock();
         let oldest = st
             .groups
@@ -542,7 +543,11 @@ impl Wal {
             .groups
             .iter()
             .filter(|(_, g)| g.locs.front().is_some_and(|l| l.segment == oldest))
-            .map(|(id, g)| (*id, g.first))
+            .map(|(id, g)| {
+                // Segments fill in order, so the group's entries there are a prefix of its log.
+                let there = g.locs.iter().take_while(|l| l.segment == oldest).count() as u64;
+                (*id, g.first, g.first + there - 1)
+            })
             .collect();
         out.sort_unstable();
         out

@@ -54,6 +54,8 @@ async fn concurrent_gets_share_get_many_calls_and_keep_their_answers() {
         }
     }
 
+    // Serializable gets may be answered by any replica: let every one apply the writes.
+    cluster.converged(0).await;
     for consistency in [ReadConsistency::Linearizable, ReadConsistency::Serializable] {
         tracing::info!(
             ?consistency,
@@ -107,6 +109,31 @@ async fn concurrent_gets_share_get_many_calls_and_keep_their_answers() {
         let (_, seen) = tokio::join!(futures::future::join_all(busy), write_then_read);
         assert_eq!(seen.map(|kv| kv.value), Some("new".into()), "{key}");
     }
+
+    tracing::info!("--- callers that give up while holding a shard's turn do not stall the rest");
+    for i in 0..20 {
+        let _ = tokio::time::timeout(Duration::from_micros(300), client.get("r0000")).await;
+        let put = client.put(format!("given-up-{i}"), "x");
+        let _ = tokio::time::timeout(Duration::from_micros(300), put).await;
+    }
+    let gets = (0..50).map(|i| {
+        let client = client.clone();
+        async move { client.get(format!("r{:04}", i * 2)).await.unwrap() }
+    });
+    let puts = (0..50).map(|i| {
+        let client = client.clone();
+        async move { client.put(format!("after-{i}"), "y").await.unwrap() }
+    });
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::future::join(
+            futures::future::join_all(gets),
+            futures::future::join_all(puts),
+        ),
+    )
+    .await
+    .expect("gets and puts after cancelled callers must not wait for a lost turn");
+    assert!(done.0.iter().all(Option::is_some));
 
     tracing::info!("--- one key over the server's limit among 100 gets fails alone");
     let gets = (0..101).map(|i| {
@@ -172,6 +199,29 @@ async fn concurrent_gets_share_get_many_calls_and_keep_their_answers() {
     tracing::info!("--- an answer over the size limit is refused; the SDK then reads key by key");
     let big = "b".repeat(1_000_000);
     client.put("big", big.clone()).await.unwrap();
+    // The raw client reads node 1's replica (serializable): wait until it has the value.
+    wait_for(
+        "node 1 to hold the big value",
+        Duration::from_secs(30),
+        || {
+            let mut raw = raw.clone();
+            async move {
+                let r = raw
+                    .get(proto::GetRequest {
+                        key: "big".into(),
+                        consistency: 1,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.get_ref().found {
+                    Ok(())
+                } else {
+                    Err("not yet".to_string())
+                }
+            }
+        },
+    )
+    .await;
     let status = raw
         .get_many(proto::GetManyRequest {
             keys: vec!["big".into(); 20],

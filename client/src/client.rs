@@ -148,6 +148,27 @@ impl Shared {
         .await
     }
 
+    /// One plain `Get` of `key`, in shard `group`.
+    async fn get_one(
+        &self,
+        group: u64,
+        consistency: ReadConsistency,
+        key: Bytes,
+    ) -> Result<proto::GetResponse> {
+        let message = proto::GetRequest {
+            key,
+            consistency: consistency.to_proto(),
+        };
+        self.kv(
+            "Get",
+            read_route(consistency),
+            group,
+            message,
+            |mut c, r| async move { c.get(r).await },
+        )
+        .await
+    }
+
     /// One `GetMany` of `keys`, all in shard `group`: an answer per key, in order.
     pub(crate) async fn get_many(
         &self,
@@ -346,20 +367,7 @@ impl Client {
                     Err(_) => return Err(Error::Protocol("a coalesced get lost its batch".into())),
                 },
             };
-        let message = proto::GetRequest {
-            key: key.clone(),
-            consistency: consistency.to_proto(),
-        };
-        let response = self
-            .shared
-            .kv(
-                "Get",
-                read_route(consistency),
-                group,
-                message,
-                |mut c, r| async move { c.get(r).await },
-            )
-            .await?;
+        let response = self.shared.get_one(group, consistency, key.clone()).await?;
         Ok(found(key, response))
     }
 
@@ -409,21 +417,9 @@ impl Client {
                 let items = match self.shared.get_many(group, consistency, chunk).await {
                     // The answer would be over the server's limit (large values): key by key.
                     Err(Error::TooLarge(_)) => {
-                        let gets = positions.iter().map(|&i| async move {
-                            let message = proto::GetRequest {
-                                key: keys[i].clone(),
-                                consistency: consistency.to_proto(),
-                            };
-                            self.shared
-                                .kv(
-                                    "Get",
-                                    read_route(consistency),
-                                    group,
-                                    message,
-                                    |mut c, r| async move { c.get(r).await },
-                                )
-                                .await
-                        });
+                        let gets = positions
+                            .iter()
+                            .map(|&i| self.shared.get_one(group, consistency, keys[i].clone()));
                         futures::future::try_join_all(gets).await?
                     }
                     other => other?,

@@ -621,6 +621,7 @@ pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
             let store = shard.store.current();
             let (members, _) = members(shard);
             let wal_state = node.wal.log_state(shard.group);
+            let (read_requests, keys_read) = shard.reads_served();
             GroupStatus {
                 group_id: shard.group,
                 role: format!("{:?}", m.state).to_lowercase(),
@@ -636,8 +637,8 @@ pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
                 bytes: store.user_bytes(),
                 members,
                 ops_per_sec: shard.ops_per_sec(),
-                read_requests: shard.reads_served().0,
-                keys_read: shard.reads_served().1,
+                read_requests,
+                keys_read,
             }
         })
         .collect();

@@ -27,13 +27,27 @@ const CLUSTER_ID: &[u8] = b"cluster_id";
 
 impl Catalog {
     /// Opens (or creates) the catalog in `dir`.
+    ///
+    /// A catalog dropped a moment ago in this process may still hold sled's file lock: sled's
+    /// flusher thread lets go of the database a little after the last handle is dropped. So a
+    /// lock refusal is retried for up to a second. (Another process holding the directory is
+    /// refused earlier, by the data directory's own lock.)
     pub fn open(dir: &Path) -> Result<Catalog> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(8 << 20)
-            .open()
-            .map_err(err)?;
-        Ok(Catalog { db })
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let opened = sled::Config::new().path(dir).cache_capacity(8 << 20).open();
+            match opened {
+                Ok(db) => return Ok(Catalog { db }),
+                // sled reports it as ErrorKind::Other with this text.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
     }
 
     fn put(&self, key: &[u8], value: Vec<u8>) -> Result<()> {

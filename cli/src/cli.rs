@@ -474,6 +474,16 @@ pub struct ServerArgs {
     #[arg(long, env = "ISLAB_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
 
+    /// Most client requests a shard leader gathers into one Raft entry, 1 to 4096 (1: no
+    /// gathering). [default: 1024]
+    #[arg(long, env = "ISLAB_GATHER_MAX_REQUESTS")]
+    pub gather_max_requests: Option<usize>,
+
+    /// Raft entries of client writes one shard keeps proposed and not yet applied at once;
+    /// writes arriving meanwhile are gathered into the next. [default: 1]
+    #[arg(long, env = "ISLAB_GATHER_MAX_IN_FLIGHT")]
+    pub gather_max_in_flight: Option<usize>,
+
     /// Log format on stderr.
     #[arg(long, env = "ISLAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -112,12 +112,11 @@ impl PayloadDecoder for RaftPayloads {
             },
             EntryPayload::Normal(request) => Rendered {
                 text: request.to_string(),
-                json: json!({
-                    "type": "normal",
-                    "command": command_json(&request.command),
-                    "client_id": request.id.map(|id| id.client),
-                    "seq": request.id.map(|id| id.seq),
-                }),
+                json: {
+                    let mut json = request_json(&request);
+                    json["type"] = "normal".into();
+                    json
+                },
             },
             EntryPayload::Membership(m) => Rendered {
                 text: format!("membership {}", membership_text(&m)),
@@ -174,6 +173,15 @@ fn membership_text(m: &Membership) -> String {
 }
 
 /// A command with its key and value readable (serde would print bytes as arrays of numbers).
+/// A request: its command and its write id (null when it has none).
+fn request_json(request: &islab_storage::Request) -> Value {
+    json!({
+        "command": command_json(&request.command),
+        "client_id": request.id.map(|id| id.client),
+        "seq": request.id.map(|id| id.seq),
+    })
+}
+
 fn command_json(cmd: &Command) -> Value {
     let mut m = Map::new();
     match cmd {
@@ -208,6 +216,13 @@ fn command_json(cmd: &Command) -> Value {
             m.insert(
                 "commands".into(),
                 Value::Array(cmds.iter().map(command_json).collect()),
+            );
+        }
+        Command::Gathered(requests) => {
+            m.insert("op".into(), "gathered".into());
+            m.insert(
+                "requests".into(),
+                Value::Array(requests.iter().map(request_json).collect()),
             );
         }
     }

@@ -70,6 +70,12 @@ pub fn config(args: &ServerArgs) -> Result<NodeConfig> {
     if let Some(n) = args.wal_segment_bytes {
         c.wal.segment_size = n;
     }
+    if let Some(n) = args.gather_max_requests {
+        c.gather.max_requests = n;
+    }
+    if let Some(n) = args.gather_max_in_flight {
+        c.gather.max_in_flight = n;
+    }
     c.validate()?;
     Ok(c)
 }

@@ -139,13 +139,13 @@ impl AdminService {
     }
 
     /// Data shard `id`, if this node leads it (awake: a change follows).
-    fn led_shard(&self, id: u64) -> Result<Arc<Shard>> {
+    async fn led_shard(&self, id: u64) -> Result<Arc<Shard>> {
         if id == META_GROUP {
             return Err(Error::InvalidArgument("shard ids start at 1".into()));
         }
         let shard = self.node.shard(id).map_err(|_| self.not_here(id))?;
         let shard = Self::led(shard, self.node.id())?;
-        shard.wake();
+        shard.awake().await?;
         Ok(shard)
     }
 
@@ -430,7 +430,7 @@ impl Admin for AdminService {
         req: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
         let r = req.into_inner();
-        let shard = self.led_shard(r.shard)?;
+        let shard = self.led_shard(r.shard).await?;
         if r.to == self.node.id() {
             return Ok(Response::new(TransferLeaderResponse { leader_id: r.to }));
         }
@@ -478,7 +478,7 @@ impl Admin for AdminService {
         req: Request<MoveReplicaRequest>,
     ) -> Result<Response<MoveReplicaResponse>, Status> {
         let r = req.into_inner();
-        let shard = self.led_shard(r.shard)?;
+        let shard = self.led_shard(r.shard).await?;
         let membership = || {
             let m = shard.raft.metrics().borrow_watched().clone();
             let config = m.membership_config.membership().clone();

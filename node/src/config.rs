@@ -31,6 +31,7 @@ pub struct NodeConfig {
     pub wal: WalConfig,
     pub limits: Limits,
     pub raft: RaftTiming,
+    pub gather: Gathering,
 }
 
 impl Default for NodeConfig {
@@ -44,6 +45,7 @@ impl Default for NodeConfig {
             wal: WalConfig::default(),
             limits: Limits::default(),
             raft: RaftTiming::default(),
+            gather: Gathering::default(),
         }
     }
 }
@@ -126,6 +128,41 @@ impl Default for RaftTiming {
     }
 }
 
+/// How a shard leader gathers the writes of all its clients into shared Raft entries (see
+/// `write_gatherer.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct Gathering {
+    /// Most client requests in one entry, 1 to 4096 (1: every request is its own entry).
+    /// Default: 1024.
+    pub max_requests: usize,
+    /// Most key and value bytes in one entry; a larger request goes alone. Default: 4 MiB.
+    pub max_bytes: usize,
+    /// Entries of one shard proposed and not yet applied at once: writes arriving meanwhile
+    /// wait for the next. Default: 1.
+    pub max_in_flight: usize,
+}
+
+impl Default for Gathering {
+    fn default() -> Self {
+        Gathering {
+            max_requests: 1024,
+            max_bytes: 4 << 20,
+            max_in_flight: 1,
+        }
+    }
+}
+
+impl Gathering {
+    pub(crate) fn limits(&self) -> crate::write_gatherer::GatherLimits {
+        crate::write_gatherer::GatherLimits {
+            max_requests: self.max_requests,
+            max_bytes: self.max_bytes,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+}
+
 impl NodeConfig {
     /// Checks every value once; the error names the setting.
     pub fn validate(&self) -> Result<()> {
@@ -170,6 +207,17 @@ impl NodeConfig {
         }
         if r.snapshot_after_entries == 0 {
             return bad("snapshot-after-entries must be above zero".into());
+        }
+        let g = &self.gather;
+        if g.max_requests == 0 || g.max_requests > islab_storage::MAX_GATHERED {
+            return bad(format!(
+                "gather.max-requests must be between 1 and {}, got {}",
+                islab_storage::MAX_GATHERED,
+                g.max_requests
+            ));
+        }
+        if g.max_bytes == 0 || g.max_in_flight == 0 {
+            return bad("gather.max-bytes and gather.max-in-flight must be above zero".into());
         }
         if r.wal_budget_bytes != 0 && r.wal_budget_bytes < 2 * self.wal.segment_size {
             return bad(format!(

@@ -63,7 +63,7 @@ fn live(v: Versioned) -> Option<Versioned> {
 fn single_key(cmd: &Command) -> Option<&Bytes> {
     match cmd {
         Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => Some(key),
-        Command::Batch(_) => None,
+        Command::Batch(_) | Command::Gathered(_) => None,
     }
 }
 
@@ -177,8 +177,7 @@ impl KvService {
         if shard.is_leader(self.node.id()) {
             self.node.disk.check()?;
         }
-        let (response, log_id) = shard.write(Request { id, command }).await?;
-        Ok((response, log_id.index))
+        shard.write(Request { id, command }).await
     }
 
     async fn read(&self, shard: Arc<Shard>, consistency: i32) -> Result<Arc<Shard>> {

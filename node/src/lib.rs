@@ -11,6 +11,7 @@
 //! - `node` — [`Node::start`] and [`NodeHandle`].
 //! - `node_state`, `shard` — what the services share; one Raft group and its error mapping.
 //! - `read_batcher` — linearizable reads sharing read-index rounds.
+//! - `write_gatherer` — writes of any client sharing Raft entries.
 //! - `kv_service`, `admin_service`, `transport_service` — the gRPC services.
 //! - `network` — the client side of the Raft transport (one channel per peer node).
 //! - `cluster_id` — which cluster this node belongs to; refusing others.
@@ -36,9 +37,10 @@ mod shard_list;
 mod transport_service;
 mod validate;
 mod wal_budget;
+mod write_gatherer;
 
 pub use admin_service::{DEFAULT_REPLICATION, DEFAULT_SHARDS};
-pub use config::{Limits, NodeConfig, RaftTiming};
+pub use config::{Gathering, Limits, NodeConfig, RaftTiming};
 pub use error::{Error, Result};
 pub use node::{Node, NodeHandle};
 pub use node_state::META_GROUP;

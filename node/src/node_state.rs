@@ -19,7 +19,6 @@ use crate::disk_space::DiskSpace;
 use crate::error::{Error, Result};
 use crate::network::{NetworkFactory, Peers};
 use crate::quiesce::Liveness;
-use crate::read_batcher::ReadBatcher;
 use crate::shard::Shard;
 
 /// The meta group: it replicates the node list (its membership) and the shard map. Every node
@@ -180,7 +179,7 @@ impl NodeState {
             group,
             reason: e.to_string(),
         })?;
-        let shard = Arc::new(Shard::new(group, raft, store, ReadBatcher::default()));
+        let shard = Arc::new(Shard::new(group, raft, store, config.gather.limits()));
         // Two starters racing: keep the first, shut the second down.
         let (kept, lost) = {
             let mut groups = self.groups.write().unwrap();

@@ -8,15 +8,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use islab_raft::{LogId, Raft, StoreSlot, TypeConfig};
+use islab_raft::{Raft, StoreSlot, TypeConfig};
 use islab_storage::{GroupId, Request, Response};
+use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, RaftError};
+use openraft::errors::{ClientWriteError, ForwardReason, LinearizableReadError, RaftError};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::quiesce::Quiet;
 use crate::read_batcher::ReadBatcher;
+use crate::write_gatherer::{GatherLimits, WriteGatherer};
 
 /// A running Raft group.
 pub(crate) struct Shard {
@@ -24,6 +26,8 @@ pub(crate) struct Shard {
     pub raft: Raft,
     pub store: StoreSlot,
     pub reads: ReadBatcher,
+    /// Client writes, gathered into shared entries.
+    writes: WriteGatherer,
     /// Cancelled when the group is stopped on purpose (its replica moved away).
     pub stopping: CancellationToken,
     /// (when, applied index, entries applied per second) at the last sample.
@@ -38,12 +42,13 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub fn new(group: GroupId, raft: Raft, store: StoreSlot, reads: ReadBatcher) -> Shard {
+    pub fn new(group: GroupId, raft: Raft, store: StoreSlot, gather: GatherLimits) -> Shard {
         Shard {
             group,
             raft,
             store,
-            reads,
+            reads: ReadBatcher::default(),
+            writes: WriteGatherer::new(group, gather),
             stopping: CancellationToken::new(),
             rate: Mutex::new((Instant::now(), 0, 0.0)),
             quiet: Quiet::default(),
@@ -128,30 +133,23 @@ impl Shard {
             .map(|n| n.addr.clone())
     }
 
-    /// Proposes `request` and waits until it is committed and applied here.
-    pub async fn write(&self, request: Request) -> Result<(Response, LogId)> {
+    /// Proposes `request` (gathered with other writes of the group into one entry, see
+    /// `write_gatherer`) and waits until it is committed and applied here. Returns its answer
+    /// and its version.
+    pub async fn write(&self, request: Request) -> Result<(Response, u64)> {
         self.wake();
-        match self.raft.client_write(request).await {
-            Ok(r) => Ok((r.data, r.log_id)),
-            Err(e) => Err(self.write_error(e)),
-        }
+        self.writes.write(&self.raft, request).await
     }
 
     pub fn write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
-        if let Some(fwd) = e.forward_to_leader() {
-            return Error::NotLeader {
-                leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
-            };
-        }
-        match e {
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-                Error::Rejected(c.to_string())
-            }
-            RaftError::APIError(other) => Error::Unavailable(other.to_string()),
-            RaftError::Fatal(f) => {
-                Error::Unavailable(format!("group {} is shut down: {f}", self.group))
-            }
-        }
+        write_error(self.group, e)
+    }
+
+    /// Wakes the group and, if this node leads it, makes sure it may append: see
+    /// [`renew_lease`]. Called before a membership change.
+    pub async fn awake(&self) -> Result<()> {
+        self.wake();
+        renew_lease(self.group, &self.raft).await
     }
 
     /// Waits until this node may serve a linearizable read: it is the leader, a quorum
@@ -160,5 +158,71 @@ impl Shard {
     pub async fn linearizable(&self) -> Result<()> {
         self.wake();
         self.reads.wait(self.group, &self.raft).await
+    }
+}
+
+/// Makes sure a leader's quorum lease is fresh before it proposes an entry.
+///
+/// openraft refuses to append on a leader whose lease has run out — no quorum acknowledged
+/// anything it sent for `election-timeout-max` (openraft `ForwardReason::LeaseExpired`, an
+/// answer that names no leader). A quiescent group sends nothing, so its lease runs out while
+/// it sleeps: the first write after a quiet spell used to fail with "not the leader" from the
+/// leader itself. So when the last quorum acknowledgement is older than half the lease, one
+/// read-index round renews it first (a heartbeat to every follower, answered by a quorum);
+/// under load heartbeats and appends keep it fresh and this costs one metrics read. Not a
+/// leader, or a leader that cannot reach a quorum: nothing to renew, and the proposal gets
+/// openraft's own answer (a hint, or unavailable).
+pub(crate) async fn renew_lease(group: GroupId, raft: &Raft) -> Result<()> {
+    let fresh_within = raft.config().election_timeout_max / 2;
+    let stale = {
+        let m = raft.metrics();
+        let m = m.borrow_watched();
+        m.state == openraft::ServerState::Leader
+            && m.last_quorum_acked
+                .as_ref()
+                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_millis(fresh_within))
+    };
+    if !stale {
+        return Ok(());
+    }
+    tracing::debug!(group, "renewing the leader lease before proposing");
+    match raft
+        .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deposed meanwhile: the proposal will be refused with the new leader's address.
+        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => Ok(()),
+        Err(RaftError::APIError(other)) => Err(Error::Unavailable(format!(
+            "group {group}: could not confirm leadership with a quorum: {other}"
+        ))),
+        Err(RaftError::Fatal(f)) => Err(Error::Unavailable(format!(
+            "group {group} is shut down: {f}"
+        ))),
+    }
+}
+
+/// openraft's answer to a write (or membership change) of `group`, as this crate's error.
+pub(crate) fn write_error(
+    group: GroupId,
+    e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+) -> Error {
+    if let Some(fwd) = e.forward_to_leader() {
+        if fwd.reason == ForwardReason::LeaseExpired {
+            // Still the leader, not sure of it yet: retry here shortly, not elsewhere.
+            return Error::Unavailable(format!(
+                "group {group}: the leader's lease expired and is being renewed; retry"
+            ));
+        }
+        return Error::NotLeader {
+            leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
+        };
+    }
+    match e {
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            Error::Rejected(c.to_string())
+        }
+        RaftError::APIError(other) => Error::Unavailable(other.to_string()),
+        RaftError::Fatal(f) => Error::Unavailable(format!("group {group} is shut down: {f}")),
     }
 }

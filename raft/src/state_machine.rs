@@ -173,7 +173,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             ));
             let response = match entry.payload {
                 EntryPayload::Blank => Response::None,
-                EntryPayload::Normal(request) => store.apply_request(log_id.index, &request),
+                EntryPayload::Normal(request) => store.apply_entry(log_id.index, &request),
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(log_id), membership);
                     Response::None

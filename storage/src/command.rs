@@ -4,6 +4,20 @@
 //! every replica applies the same ones in the same order to its [`crate::MemStore`]. Apply is
 //! deterministic: nothing in it reads a clock or a random number; an expiry is an absolute time
 //! chosen by the leader when it proposes the write.
+//!
+//! # Versions
+//!
+//! A shard leader gathers the writes that arrive while its previous proposal is in flight into
+//! one log entry ([`Command::Gathered`]), so one entry may carry many requests, each with its
+//! own write id, its own compare-and-swap outcome and its own answer. A version names the
+//! request, not only the entry: the request at position `p` of the gathered entry at log index
+//! `i` writes version `i × 4096 + p` ([`version`]), in the spirit of etcd's (main, sub)
+//! revision pairs packed into one `u64`. Versions are strictly increasing per key and per
+//! shard, in apply order, and every replica computes the same ones from the entry alone.
+//!
+//! An entry that is a plain request (not gathered) was written by a build from before
+//! gathering; its version is its log index, as it was then. Such entries only ever precede
+//! gathered ones in a log and `i < i' × 4096`, so versions still never go backwards.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -64,8 +78,27 @@ pub enum Command {
         value: Bytes,
         expires_at: Option<u64>,
     },
-    /// Apply all of these atomically, in order, at one log index. A nested batch is rejected.
+    /// Apply all of these atomically, in order, at one version. A nested batch is rejected.
     Batch(Vec<Command>),
+    /// Independent requests gathered by the leader into one log entry: applied in order, each
+    /// on its own (its own write id, outcome and version, see [`version`]); one request failing
+    /// does not touch the others. Only valid as the command of an entry's top-level request
+    /// (which then has no write id of its own); nested anywhere else it is rejected.
+    Gathered(Vec<Request>),
+}
+
+/// Low bits of a version: the position of a request in its gathered entry.
+pub const POSITION_BITS: u32 = 12;
+
+/// The most requests one gathered entry may carry.
+pub const MAX_GATHERED: usize = 1 << POSITION_BITS;
+
+/// The version written by the request at `position` of the gathered entry at log `index`.
+///
+/// Log indexes stay far below 2^52 (a shard applying a million entries per second for a
+/// hundred years), so the shift loses nothing.
+pub const fn version(index: u64, position: usize) -> u64 {
+    (index << POSITION_BITS) | (position as u64 & (MAX_GATHERED as u64 - 1))
 }
 
 /// The outcome of applying a [`Command`].
@@ -74,7 +107,7 @@ pub enum Response {
     /// For log entries that carry no command (blank, membership).
     #[default]
     None,
-    /// The key's new version (the entry's log index).
+    /// The key's new version (see [`version`]).
     Put { version: u64 },
     /// Whether the key existed.
     Delete { existed: bool },
@@ -87,6 +120,8 @@ pub enum Response {
     Batch(Vec<Response>),
     /// The command was refused as a whole; nothing changed.
     Rejected { reason: String },
+    /// One response per request of a [`Command::Gathered`] entry, in order.
+    Gathered(Vec<Response>),
 }
 
 /// Short and value-free: commands end up in Raft's logs, and values can be large.
@@ -102,6 +137,7 @@ impl std::fmt::Display for Command {
                 key: k, expected, ..
             } => write!(f, "cas {} if version {expected:?}", key(k)),
             Command::Batch(cmds) => write!(f, "batch of {}", cmds.len()),
+            Command::Gathered(requests) => write!(f, "{} gathered requests", requests.len()),
         }
     }
 }

@@ -49,7 +49,9 @@ pub use catalog::Catalog;
 pub use checkpoint::{
     CHECKPOINT_FORMAT_VERSION, Checkpoint, CheckpointMeta, CheckpointReceiver, temp_path,
 };
-pub use command::{Command, RESERVED_PREFIX, Request, Response, WriteId};
+pub use command::{
+    Command, MAX_GATHERED, POSITION_BITS, RESERVED_PREFIX, Request, Response, WriteId, version,
+};
 pub use config::{Durability, RecoveryMode, WalConfig};
 pub use data_dir::DataDir;
 pub use error::{Error, Result};

@@ -1,7 +1,8 @@
 //! The memory-first store of one shard: a [`DashMap`] of versioned values.
 //!
 //! Reads go straight to the map and never wait for the apply loop. Apply is deterministic:
-//! the version of a value is the log index of the entry that wrote it.
+//! the version of a value is derived from the log index of the entry that wrote it and the
+//! position of its request in that entry (see [`crate::command::version`]).
 //!
 //! # Checkpoints while apply goes on
 //!
@@ -32,7 +33,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, RESERVED_PREFIX, Request, Response};
+use crate::command::{Command, MAX_GATHERED, RESERVED_PREFIX, Request, Response, version};
 use crate::error::{Error, Result};
 
 mod bulk_load;
@@ -157,7 +158,34 @@ impl MemStore {
         }
     }
 
-    /// Applies the request of log entry `index`, at most once per [`crate::WriteId`].
+    /// Applies log entry `index`, whose payload is `request`: each request of a gathered entry
+    /// at its own version, a plain (pre-gathering) request at version `index`.
+    pub fn apply_entry(&self, index: u64, request: &Request) -> Response {
+        match (&request.command, request.id) {
+            (Command::Gathered(requests), None) => Response::Gathered(
+                requests
+                    .iter()
+                    .enumerate()
+                    .map(|(position, r)| {
+                        if position >= MAX_GATHERED {
+                            return Response::Rejected {
+                                reason: format!(
+                                    "a gathered entry holds at most {MAX_GATHERED} requests"
+                                ),
+                            };
+                        }
+                        self.apply_request(version(index, position), r)
+                    })
+                    .collect(),
+            ),
+            (Command::Gathered(_), Some(_)) => Response::Rejected {
+                reason: "a gathered entry carries no write id of its own".into(),
+            },
+            _ => self.apply_request(index, request),
+        }
+    }
+
+    /// Applies `request` at `version`, at most once per [`crate::WriteId`].
     ///
     /// The answer to each `(client, seq)` is kept in the store itself (under
     /// [`RESERVED_PREFIX`]), so sessions travel in checkpoints and every replica answers a retry
@@ -166,6 +194,11 @@ impl MemStore {
     /// write older than that window cannot be told apart from one already applied and is
     /// refused rather than risk applying it twice.
     pub fn apply_request(&self, index: u64, request: &Request) -> Response {
+        if let Command::Gathered(_) = request.command {
+            return Response::Rejected {
+                reason: "gathered requests cannot nest".into(),
+            };
+        }
         let Some(id) = request.id else {
             return self.apply(index, &request.command);
         };
@@ -213,7 +246,7 @@ impl MemStore {
         response
     }
 
-    /// Applies the command of log entry `index`.
+    /// Applies `cmd` at version `index` (a log index, or a gathered request's version).
     pub fn apply(&self, index: u64, cmd: &Command) -> Response {
         let capture = self.current_capture();
         let capture = capture.as_deref();
@@ -240,6 +273,9 @@ impl MemStore {
         for (i, cmd) in cmds.iter().enumerate() {
             match cmd {
                 Command::Batch(_) => return Err(format!("op {i}: a batch cannot nest a batch")),
+                Command::Gathered(_) => {
+                    return Err(format!("op {i}: a batch cannot nest gathered requests"));
+                }
                 Command::Put { key, .. } => {
                     overlay.insert(key, Some(index));
                 }
@@ -307,6 +343,9 @@ impl MemStore {
             }
             Command::Batch(_) => Response::Rejected {
                 reason: "a batch cannot nest a batch".into(),
+            },
+            Command::Gathered(_) => Response::Rejected {
+                reason: "gathered requests cannot nest".into(),
             },
         }
     }
@@ -661,6 +700,111 @@ mod tests {
         assert_eq!(keys(items), vec!["a".to_string(), "ab".into()]);
         let (items, _) = s.scan(b"", None, b"", 100);
         assert_eq!(items.len(), 8, "session keys are not user keys");
+    }
+
+    #[test]
+    fn a_gathered_entry_applies_each_request_on_its_own_at_its_own_version() {
+        use crate::command::version;
+        let s = MemStore::new();
+        let id = |seq| Some(WriteId { client: 7, seq });
+        let entry = |requests: Vec<Request>| Request::new(Command::Gathered(requests));
+        // Before gathering, a plain entry's version was its log index: still so.
+        assert_eq!(
+            s.apply_entry(1, &Request::new(put("old", "x"))),
+            Response::Put { version: 1 }
+        );
+        let got = s.apply_entry(
+            2,
+            &entry(vec![
+                Request {
+                    id: id(1),
+                    command: put("k", "a"),
+                },
+                // The same key again in the same entry: a later, larger version.
+                Request {
+                    id: id(2),
+                    command: put("k", "b"),
+                },
+                // A CAS sees the earlier requests of its entry.
+                Request {
+                    id: id(3),
+                    command: cas("k", Some(version(2, 1)), "c"),
+                },
+                // A failing CAS fails alone.
+                Request::new(cas("k", Some(1), "nope")),
+                // An atomic batch stays atomic: its failing CAS rejects all of it, only it.
+                Request::new(Command::Batch(vec![put("j", "1"), cas("k", None, "2")])),
+                // A retry of the first request, gathered with it: the first answer, once.
+                Request {
+                    id: id(1),
+                    command: put("k", "a"),
+                },
+                Request::new(del("old")),
+                // Nesting is refused, alone.
+                entry(vec![Request::new(put("n", "1"))]),
+            ]),
+        );
+        let Response::Gathered(answers) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            answers[0],
+            Response::Put {
+                version: version(2, 0)
+            }
+        );
+        assert_eq!(
+            answers[1],
+            Response::Put {
+                version: version(2, 1)
+            }
+        );
+        assert_eq!(
+            answers[2],
+            Response::Cas {
+                succeeded: true,
+                current: Some(version(2, 2))
+            }
+        );
+        assert_eq!(
+            answers[3],
+            Response::Cas {
+                succeeded: false,
+                current: Some(version(2, 2))
+            }
+        );
+        assert!(
+            matches!(answers[4], Response::Rejected { .. }),
+            "{:?}",
+            answers[4]
+        );
+        assert_eq!(
+            answers[5],
+            Response::Put {
+                version: version(2, 0)
+            },
+            "a retry"
+        );
+        assert_eq!(answers[6], Response::Delete { existed: true });
+        assert!(
+            matches!(answers[7], Response::Rejected { .. }),
+            "{:?}",
+            answers[7]
+        );
+        assert_eq!(answers.len(), 8);
+        let k = s.get(b"k").unwrap();
+        assert_eq!((&k.value[..], k.version), (&b"c"[..], version(2, 2)));
+        assert!(s.get(b"j").is_none() && s.get(b"n").is_none() && s.get(b"old").is_none());
+        // Versions keep growing across entries, from plain ones to gathered ones.
+        assert!(version(2, 0) > 1 && version(3, 0) > version(2, MAX_GATHERED - 1));
+        // A gathered entry is only valid at the top: with a write id of its own, refused.
+        let mut with_id = entry(vec![Request::new(put("z", "1"))]);
+        with_id.id = id(9);
+        assert!(matches!(
+            s.apply_entry(3, &with_id),
+            Response::Rejected { .. }
+        ));
+        assert!(s.get(b"z").is_none());
     }
 
     #[test]

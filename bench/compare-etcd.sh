@@ -20,6 +20,9 @@
 # Settings (environment):
 #   DURATION=20s        measured time of each run
 #   CLIENTS=256         operations in flight for the concurrent rows
+#   CONNECTIONS="1 8 256"  for puts and linearizable gets, one row per count of independent
+#                       clients the CLIENTS operations are spread over (`islab bench
+#                       --connections`: each its own SDK Client or etcd client); at most CLIENTS
 #   KEY_SIZE=16 VALUE_SIZE=128 KEYSPACE=100000 DISTRIBUTION=uniform
 #   SERIALIZABLE=1      also compare serializable gets (0: skip the row)
 #   SINGLE=1            also compare one put at a time (0: skip the row)
@@ -37,6 +40,14 @@ set -euo pipefail
 
 DURATION=${DURATION:-20s}
 CLIENTS=${CLIENTS:-256}
+CONNECTIONS=${CONNECTIONS:-"1 8 256"}
+for c in $CONNECTIONS; do
+    if [ "$c" -gt "$CLIENTS" ]; then
+        echo "CONNECTIONS: $c independent clients need at least as many in flight (CLIENTS=$CLIENTS)" >&2
+        exit 1
+    fi
+done
+most_connections=$(for c in $CONNECTIONS; do echo "$c"; done | sort -n | tail -1)
 KEY_SIZE=${KEY_SIZE:-16}
 VALUE_SIZE=${VALUE_SIZE:-128}
 KEYSPACE=${KEYSPACE:-100000}
@@ -178,12 +189,22 @@ row() { # name label args...
     rows+=("$name|$label")
 }
 
-row put "put, $CLIENTS in flight" put --clients "$CLIENTS"
-row get_lin "get, linearizable, $CLIENTS in flight" get --clients "$CLIENTS" \
-    --read-consistency linearizable
+clients_of() { if [ "$1" = 1 ]; then echo "1 client"; else echo "$1 independent clients"; fi; }
+for c in $CONNECTIONS; do
+    row "put_c$c" "put, $CLIENTS in flight, $(clients_of "$c")" put --clients "$CLIENTS" \
+        --connections "$c"
+done
+first=1
+for c in $CONNECTIONS; do
+    # The first get row prefills the keyspace; the others read what it wrote.
+    prefill=(); [ "$first" = 1 ] || prefill=(--no-prefill); first=0
+    row "get_lin_c$c" "get, linearizable, $CLIENTS in flight, $(clients_of "$c")" get \
+        --clients "$CLIENTS" --connections "$c" --read-consistency linearizable "${prefill[@]}"
+done
 if [ "$SERIALIZABLE" = 1 ]; then
-    row get_ser "get, serializable, $CLIENTS in flight" get --clients "$CLIENTS" \
-        --read-consistency serializable --no-prefill
+    row get_ser "get, serializable, $CLIENTS in flight, $(clients_of "$most_connections")" get \
+        --clients "$CLIENTS" --connections "$most_connections" --read-consistency serializable \
+        --no-prefill
 fi
 if [ "$SINGLE" = 1 ]; then
     row put_1 "put, 1 in flight (single client)" put --clients 1
@@ -200,7 +221,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- report ----------------------------------------------------------------------------------
 report() {
     local etcd_version islab_rev
-    etcd_version=$(jq -r .settings.target "$work/put.etcd.json")
+    etcd_version=$(jq -r .settings.target "$work/put_c$most_connections.etcd.json")
     islab_rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
     if ! git -C "$repo" diff --quiet HEAD 2>/dev/null; then islab_rev+=" (with uncommitted changes)"; fi
     echo "| workload | IsLabDB ops/s | etcd ops/s | ops/s IsLabDB/etcd | IsLabDB p50 | etcd p50 | IsLabDB p99 | etcd p99 | p99 IsLabDB/etcd | generator CPU/op IsLabDB, etcd |"
@@ -238,8 +259,9 @@ EOF
     echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, Linux $(uname -r)"
     echo "- disk of the data dirs: $(df -h --output=source,fstype "$work" | tail -1 | tr -s ' ')"
     echo "- load average (1, 5, 15 min): before $load_before, after $load_after"
-    echo "- IsLabDB: islab $islab_rev, \`islab playground\` 3 nodes, $SHARDS shards (3 replicas each), durability $(jq -r .settings.durability "$work/put.islab.json")"
+    echo "- IsLabDB: islab $islab_rev, \`islab playground\` 3 nodes, $SHARDS shards (3 replicas each), durability $(jq -r .settings.durability "$work/put_c$most_connections.islab.json")"
     echo "- etcd: $etcd_version (Debian package), 3 members, default settings (every write fsynced by a quorum before the reply)"
+    echo "- independent clients: \`islab bench --connections N\` spreads the in-flight operations over N clients, each with its own connections (IsLabDB: its own SDK \`Client\`, so its own coalescer; etcd: its own etcd-client \`Client\`); 1 means one client shared by all"
     echo "- load generator: \`islab bench\` (closed loop) with \`--target islab\` / \`--target etcd\` (etcd-client crate), on the same CPUs as both clusters; both clusters running during every run, IsLabDB measured first, then etcd"
     echo "- settings: duration $DURATION per run, keys $KEY_SIZE B, values $VALUE_SIZE B, keyspace $KEYSPACE ($DISTRIBUTION), prefilled before the linearizable get run"
 }

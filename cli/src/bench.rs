@@ -6,7 +6,10 @@
 //!                             latency counts from when op i was due, not when it got a slot
 //! ```
 //!
-//! All tasks share one SDK `Client` (one connection per node). Latencies go into HDR
+//! `--connections N` spreads the tasks over N independent clients (each its own SDK `Client`:
+//! connections, routing cache and coalescer; or its own etcd client), task i on client
+//! i mod N, as N application processes would load a cluster; the default is one client
+//! shared by every task (one connection per node). Latencies go into HDR
 //! histograms per operation kind (microseconds, 3 significant digits); the report names every
 //! setting, the cluster's durability mode included, so a number can always be traced back.
 //!
@@ -195,6 +198,13 @@ pub fn run(
     if args.clients == 0 || args.batch == 0 {
         bail!("--clients and --batch must be at least 1");
     }
+    if args.connections == 0 || args.connections > args.clients {
+        bail!(
+            "--connections must be between 1 and --clients ({}), got {}",
+            args.clients,
+            args.connections
+        );
+    }
     if args.batch as u64 > args.keyspace {
         bail!(
             "--batch {} needs at least as many keys in --keyspace (got {}): a batch's keys are distinct",
@@ -243,8 +253,11 @@ pub fn run(
         .build()
         .context("starting the async runtime")?;
     let report = runtime.block_on(async {
-        let target = Target::connect(args, global).await?;
-        measure(args, target, workload).await
+        let mut targets = Vec::with_capacity(args.connections);
+        for _ in 0..args.connections {
+            targets.push(Target::connect(args, global).await?);
+        }
+        measure(args, targets, workload).await
     })?;
     print_report(args, global, &report, format, out)?;
     Ok(Outcome::Clean)
@@ -261,16 +274,20 @@ struct Report {
     tally: Tally,
 }
 
-async fn measure(args: &BenchArgs, client: Target, workload: Arc<Workload>) -> Result<Report> {
+async fn measure(
+    args: &BenchArgs,
+    clients: Vec<Target>,
+    workload: Arc<Workload>,
+) -> Result<Report> {
     let TargetInfo {
         system,
         durability,
         voters: nodes,
-    } = client.info().await?;
+    } = clients[0].info().await?;
 
     let mut prefilled = 0;
     if args.workload != BenchWorkload::Put && !args.no_prefill {
-        prefilled = prefill(&client, &workload, args.clients).await?;
+        prefilled = prefill(&clients[0], &workload, args.clients).await?;
     }
 
     let done = Arc::new(AtomicU64::new(0));
@@ -290,12 +307,12 @@ async fn measure(args: &BenchArgs, client: Target, workload: Arc<Workload>) -> R
     };
     let keys = Arc::new(AtomicU64::new(0));
     let tally = match args.rate {
-        None => closed_loop(args.clients, &client, &workload, deadline, &done, &keys).await,
+        None => closed_loop(args.clients, &clients, &workload, deadline, &done, &keys).await,
         Some(rate) => {
             open_loop(
                 rate,
                 args.clients,
-                &client,
+                &clients,
                 &workload,
                 deadline,
                 &done,
@@ -365,16 +382,16 @@ async fn prefill(client: &Target, workload: &Arc<Workload>, clients: usize) -> R
 }
 
 async fn closed_loop(
-    clients: usize,
-    client: &Target,
+    tasks_n: usize,
+    clients: &[Target],
     workload: &Arc<Workload>,
     deadline: Instant,
     done: &Arc<AtomicU64>,
     keys: &Arc<AtomicU64>,
 ) -> Tally {
     let mut tasks = Vec::new();
-    for worker in 0..clients {
-        let client = client.clone();
+    for worker in 0..tasks_n {
+        let client = clients[worker % clients.len()].clone();
         let workload = workload.clone();
         let done = done.clone();
         let keys = keys.clone();
@@ -401,7 +418,7 @@ async fn closed_loop(
 async fn open_loop(
     rate: u64,
     max_in_flight: usize,
-    client: &Target,
+    clients: &[Target],
     workload: &Arc<Workload>,
     deadline: Instant,
     done: &Arc<AtomicU64>,
@@ -437,7 +454,7 @@ async fn open_loop(
             break;
         };
         while running.try_join_next().is_some() {}
-        let client = client.clone();
+        let client = clients[(i % clients.len() as u64) as usize].clone();
         let workload = workload.clone();
         let results = results.clone();
         running.spawn(async move {
@@ -492,6 +509,11 @@ fn print_report(
         ),
         None => format!("closed loop, {} in flight", args.clients),
     };
+    let loop_kind = format!(
+        "{loop_kind} from {} independent client{}",
+        args.connections,
+        if args.connections == 1 { "" } else { "s" }
+    );
     let distribution = format!("{:?}", args.distribution).to_lowercase();
     let consistency = format!("{:?}", args.read_consistency).to_lowercase();
     let per_kind: Vec<_> = KINDS
@@ -523,6 +545,7 @@ fn print_report(
                 "voters": r.nodes,
                 "durability": r.durability,
                 "clients": args.clients,
+                "connections": args.connections,
                 "rate": args.rate,
                 "duration_s": args.duration.as_secs_f64(),
                 "key_size": args.key_size,

@@ -522,6 +522,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
 
+    /// Independent clients the in-flight operations are spread over: each its own SDK
+    /// `Client` (own connections, routing cache and coalescer) or etcd client, as separate
+    /// application processes would be. 1: every operation shares one client (whose SDK then
+    /// gathers for the server). At most --clients.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+
     /// Open loop: start this many operations per second, whatever the latency.
     #[arg(long)]
     pub rate: Option<u64>,

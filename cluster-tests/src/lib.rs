@@ -39,6 +39,23 @@ pub use load::Load;
 pub use process::NodeProcess;
 pub use wait::wait_for;
 
+/// The log index of the entry that wrote `version` (a version is the entry's index × 4096 plus
+/// the request's position in it: `islab_storage::version`), for waiting until replicas have
+/// applied a write.
+pub fn entry_index(version: u64) -> u64 {
+    version >> POSITION_BITS
+}
+
+/// `islab_storage::POSITION_BITS` (a dev-dependency only: the tests drive the binary).
+const POSITION_BITS: u32 = 12;
+
+#[cfg(test)]
+#[test]
+fn position_bits_match_the_store() {
+    assert_eq!(POSITION_BITS, islab_storage::POSITION_BITS);
+    assert_eq!(entry_index(islab_storage::version(77, 5)), 77);
+}
+
 /// Logs for tests: `RUST_LOG` or info.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()

@@ -1,5 +1,6 @@
-//! SDK coalescing against real nodes: concurrent writes of one client share batches (fewer log
-//! entries than writes), concurrent gets share GetMany calls (fewer read requests than gets),
+//! SDK coalescing against real nodes: concurrent writes of one client share batches (fewer
+//! write requests reach the leader than writes were made; the server's own gathering of
+//! requests into entries is `gathering.rs`), concurrent gets share GetMany calls (fewer read requests than gets),
 //! each write and get keeps its own answer, and one bad request in a gathered batch fails
 //! alone.
 
@@ -21,6 +22,21 @@ async fn applied(cluster: &Cluster) -> u64 {
     data_group(&cluster.status(&addr).await.unwrap())
         .unwrap()
         .applied_index
+}
+
+/// Write requests the data shard's leader proposed (whatever entries the server gathered them
+/// into): what the SDK sent.
+async fn write_requests(cluster: &Cluster) -> u64 {
+    let leader = cluster.leader().await;
+    let addr = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == leader)
+        .unwrap()
+        .addr();
+    data_group(&cluster.status(&addr).await.unwrap())
+        .unwrap()
+        .write_requests
 }
 
 /// (read requests, keys read) of the data shard, summed over every node.
@@ -257,7 +273,7 @@ async fn concurrent_writes_share_batches_and_keep_their_answers() {
     client.put("warm-up", "x").await.unwrap();
 
     tracing::info!("--- 2000 puts, 200 at a time, from one client");
-    let before = applied(&cluster).await;
+    let before = (applied(&cluster).await, write_requests(&cluster).await);
     let mut answers = Vec::new();
     for round in 0..10 {
         let puts = (0..200).map(|i| {
@@ -270,12 +286,18 @@ async fn concurrent_writes_share_batches_and_keep_their_answers() {
         });
         answers.extend(futures::future::join_all(puts).await);
     }
-    let entries = applied(&cluster).await - before;
-    tracing::info!(entries, "log entries for 2000 puts");
-    assert!(
-        entries < 1000,
-        "2000 concurrent puts took {entries} log entries: not coalesced"
+    let entries = applied(&cluster).await - before.0;
+    let requests = write_requests(&cluster).await - before.1;
+    tracing::info!(
+        requests,
+        entries,
+        "write requests and log entries for 2000 puts"
     );
+    assert!(
+        requests < 1000,
+        "2000 concurrent puts took {requests} write requests: not coalesced by the SDK"
+    );
+    assert!(entries <= requests, "the server gathers, never splits");
     for (key, version) in &answers {
         let kv = client.get(key.clone()).await.unwrap().unwrap();
         assert_eq!(kv.value, format!("v-{key}"));
@@ -340,26 +362,20 @@ async fn a_client_without_coalescing_sends_each_request_alone() {
     config.deadline = Duration::from_secs(30);
     let client = Client::with_config(config).unwrap();
     client.put("warm-up", "x").await.unwrap();
-    let before = applied(&cluster).await;
+    let before = write_requests(&cluster).await;
     let puts = (0..100).map(|i| {
         let client = client.clone();
         async move { client.put(format!("alone-{i}"), "v").await.unwrap() }
     });
     futures::future::join_all(puts).await;
-    let after = wait_for(
-        "the leader to apply 100 entries",
-        Duration::from_secs(30),
-        || async {
-            let now = applied(&cluster).await;
-            if now >= before + 100 {
-                Ok(now)
-            } else {
-                Err(format!("applied {now}"))
-            }
-        },
-    )
-    .await;
-    assert!(after - before >= 100, "one entry per write");
+    // The server may still gather them into fewer entries (gathering.rs): what matters here is
+    // that the SDK sent each write as a request of its own.
+    let after = write_requests(&cluster).await;
+    assert!(
+        after - before >= 100,
+        "one request per write, got {}",
+        after - before
+    );
 
     let before = reads(&cluster).await;
     let gets = (0..100).map(|i| {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use islab_client::{ReadConsistency, Scan};
 use islab_cluster_tests::compose::{ComposeCluster, NODES};
-use islab_cluster_tests::{Load, init_tracing};
+use islab_cluster_tests::{Load, entry_index, init_tracing};
 
 /// Every key of node `id`'s own replica (serializable scan sent to that node alone), as
 /// key → (value, version).
@@ -120,7 +120,9 @@ async fn the_compose_cluster_serves_the_host_through_the_sdk() {
     );
 
     tracing::info!("--- every node applied everything; the image's own CLI answers inside");
-    cluster.converged(*versions.last().unwrap()).await;
+    cluster
+        .converged(entry_index(*versions.last().unwrap()))
+        .await;
     let (ok, out) = cluster
         .exec_islab(
             follower,
@@ -159,7 +161,7 @@ async fn docker_kill_of_the_leader_loses_no_acknowledged_write() {
     tracing::info!("--- docker start it: it catches up to the same applied index");
     cluster.docker_node("start", old).await;
     let last = acked.iter().map(|(_, _, v)| *v).max().unwrap();
-    let applied = cluster.converged(last).await;
+    let applied = cluster.converged(entry_index(last)).await;
     tracing::info!(applied, "converged");
 
     tracing::info!("--- one history: every acknowledged write on every node, with its version");
@@ -235,7 +237,7 @@ async fn a_leader_cut_off_the_network_acknowledges_nothing_and_its_writes_vanish
     cluster.reconnect(old).await;
     cluster.leader().await;
     let last = acked.iter().map(|(_, _, v)| *v).max().unwrap();
-    cluster.converged(last).await;
+    cluster.converged(entry_index(last)).await;
 
     tracing::info!("--- one history: every acknowledged write, none of the old leader's");
     let image = one_history(&cluster, &acked).await;
@@ -284,7 +286,7 @@ async fn a_paused_follower_rejoins() {
     tracing::info!("--- unpause: it rejoins and applies everything");
     cluster.docker_node("unpause", follower).await;
     last = last.max(client.put("after", "pause").await.unwrap());
-    cluster.converged(last).await;
+    cluster.converged(entry_index(last)).await;
     cluster.leader().await;
     let only_it = cluster.client_of(vec![cluster.addr(follower)]);
     let kv = only_it
@@ -308,7 +310,7 @@ async fn compose_down_then_up_brings_every_key_back() {
         written.push((key, value, version));
     }
     let last = written.last().unwrap().2;
-    cluster.converged(last).await;
+    cluster.converged(entry_index(last)).await;
     drop(client);
 
     tracing::info!("--- docker compose down (volumes kept), then up again");
@@ -318,7 +320,7 @@ async fn compose_down_then_up_brings_every_key_back() {
 
     tracing::info!("--- every key is back, on every node, with its version");
     cluster.leader().await;
-    cluster.converged(last).await;
+    cluster.converged(entry_index(last)).await;
     one_history(&cluster, &written).await;
     let client = cluster.client();
     client.put("after-restart", "ok").await.unwrap();

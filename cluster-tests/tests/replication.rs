@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use islab_client::{BatchOp, ReadConsistency};
-use islab_cluster_tests::{Cluster, data_group, init_tracing, wait_for};
+use islab_cluster_tests::{Cluster, data_group, entry_index, init_tracing, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_and_a_stopped_node_catches_up() {
@@ -34,7 +34,9 @@ async fn three_nodes_replicate_and_a_stopped_node_catches_up() {
 
     tracing::info!("--- every node reports the same leader and applied index");
     let leader = cluster.leader().await;
-    let applied = cluster.converged(*versions.last().unwrap()).await;
+    let applied = cluster
+        .converged(entry_index(*versions.last().unwrap()))
+        .await;
     for addr in cluster.endpoints() {
         let s = cluster.status(&addr).await.unwrap();
         let g = &data_group(&s).unwrap();

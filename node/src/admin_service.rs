@@ -622,6 +622,7 @@ pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
             let (members, _) = members(shard);
             let wal_state = node.wal.log_state(shard.group);
             let (read_requests, keys_read) = shard.reads_served();
+            let (write_entries, write_requests) = shard.writes.proposed();
             GroupStatus {
                 group_id: shard.group,
                 role: format!("{:?}", m.state).to_lowercase(),
@@ -639,6 +640,10 @@ pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
                 ops_per_sec: shard.ops_per_sec(),
                 read_requests,
                 keys_read,
+                write_entries,
+                write_requests,
+                read_rounds: shard.reads.rounds(),
+                quiesced: shard.quiet.is_quiet(),
             }
         })
         .collect();

@@ -27,6 +27,7 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use crate::error::{Error, Result};
 use crate::node_state::NodeState;
+use crate::quiesce;
 use crate::shard::Shard;
 use crate::validate;
 
@@ -146,11 +147,18 @@ impl KvService {
             return Ok(shard);
         }
         let nodes = self.node.nodes();
-        let elsewhere = info
-            .replicas
-            .iter()
-            .filter(|r| **r != self.node.id())
-            .find_map(|r| nodes.get(r).cloned());
+        // The shard's leader, as its node's pings tell (so a client that follows the hint
+        // lands on the leader in one redirect), else any replica (which hints the leader).
+        let leader = self
+            .node
+            .liveness
+            .leader_of(info.id, quiesce::LEADER_HINT_TTL)
+            .filter(|l| info.replicas.contains(l));
+        let elsewhere = leader
+            .into_iter()
+            .chain(info.replicas.iter().copied())
+            .filter(|r| *r != self.node.id())
+            .find_map(|r| nodes.get(&r).cloned());
         match elsewhere {
             Some(addr) => Err(Error::NotLeader { leader: Some(addr) }),
             None => Err(Error::Unavailable(format!(

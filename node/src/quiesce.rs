@@ -30,21 +30,36 @@ use crate::shard::Shard;
 
 /// How often each node pings every other.
 pub(crate) const PING_INTERVAL: Duration = Duration::from_millis(200);
+/// A ping naming the groups its sender leads is trusted for leader hints this long.
+pub(crate) const LEADER_HINT_TTL: Duration = Duration::from_secs(1);
 /// A group with no new log entry for this long, fully replicated, pauses its heartbeats.
 const QUIESCE_AFTER: Duration = Duration::from_secs(2);
+
+/// What one peer's last ping said.
+struct Heard {
+    at: Instant,
+    /// Groups it leads and keeps quiescent.
+    quiesced: BTreeSet<u64>,
+    /// Every data group it leads.
+    leading: BTreeSet<u64>,
+}
 
 /// What this node heard from its peers' pings.
 #[derive(Default)]
 pub(crate) struct Liveness {
-    peers: Mutex<HashMap<u64, (Instant, BTreeSet<u64>)>>,
+    peers: Mutex<HashMap<u64, Heard>>,
 }
 
 impl Liveness {
-    pub fn heard(&self, from: u64, quiesced: BTreeSet<u64>) {
-        self.peers
-            .lock()
-            .unwrap()
-            .insert(from, (Instant::now(), quiesced));
+    pub fn heard(&self, from: u64, quiesced: BTreeSet<u64>, leading: BTreeSet<u64>) {
+        self.peers.lock().unwrap().insert(
+            from,
+            Heard {
+                at: Instant::now(),
+                quiesced,
+                leading,
+            },
+        );
     }
 
     /// Whether node `leader` pinged within `timeout` and said it keeps `group` quiescent.
@@ -53,7 +68,19 @@ impl Liveness {
             .lock()
             .unwrap()
             .get(&leader)
-            .is_some_and(|(at, groups)| at.elapsed() < timeout && groups.contains(&group))
+            .is_some_and(|h| h.at.elapsed() < timeout && h.quiesced.contains(&group))
+    }
+
+    /// The peer whose latest ping (within `timeout`) says it leads `group`; the most recent
+    /// such ping when two claim it (a leadership that just moved).
+    pub fn leader_of(&self, group: u64, timeout: Duration) -> Option<u64> {
+        self.peers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, h)| h.at.elapsed() < timeout && h.leading.contains(&group))
+            .max_by_key(|(_, h)| h.at)
+            .map(|(id, _)| *id)
     }
 }
 
@@ -77,6 +104,13 @@ impl Quiet {
     /// Whether heartbeats are paused (this node leads the group, quiescent).
     pub fn is_paused(&self) -> bool {
         self.state.lock().unwrap().paused_in.is_some()
+    }
+
+    /// Whether this node is quiescent in the group: heartbeats paused (leader) or election
+    /// held (follower).
+    pub fn is_quiet(&self) -> bool {
+        let q = self.state.lock().unwrap();
+        q.paused_in.is_some() || q.holding
     }
 }
 
@@ -172,6 +206,7 @@ pub(crate) async fn run(state: Arc<NodeState>) {
         }
         let me = state.id();
         let mut quiesced = Vec::new();
+        let mut leading = Vec::new();
         for shard in state.shards() {
             if shard.group == META_GROUP {
                 continue;
@@ -179,6 +214,9 @@ pub(crate) async fn run(state: Arc<NodeState>) {
             shard.quiesce_tick(me, &state.liveness, timeout);
             if shard.quiet.is_paused() {
                 quiesced.push(shard.group);
+            }
+            if shard.is_leader(me) {
+                leading.push(shard.group);
             }
         }
         let Some(cluster_id) = state.cluster.get() else {
@@ -195,6 +233,7 @@ pub(crate) async fn run(state: Arc<NodeState>) {
                 cluster_id: cluster_id.clone(),
                 from: me,
                 quiesced: quiesced.clone(),
+                leading: leading.clone(),
             };
             // Fire and forget: a lost ping only lets followers elect, which is always safe.
             tokio::spawn(async move {

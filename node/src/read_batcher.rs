@@ -42,6 +42,8 @@ type Waiter = oneshot::Sender<Result<(), RoundError>>;
 struct Rounds {
     running: bool,
     waiting: Vec<Waiter>,
+    /// Rounds run so far.
+    count: u64,
 }
 
 /// The read rounds of one group.
@@ -51,6 +53,11 @@ pub(crate) struct ReadBatcher {
 }
 
 impl ReadBatcher {
+    /// Read-index rounds run since the group started here.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.lock().unwrap().count
+    }
+
     /// Waits until a read that arrived now may be served from this replica's memory.
     pub async fn wait(&self, group: u64, raft: &Raft) -> Result<()> {
         let (tx, rx) = oneshot::channel();
@@ -79,6 +86,7 @@ async fn drive(rounds: Arc<Mutex<Rounds>>, group: u64, raft: Raft) {
                 r.running = false;
                 return;
             }
+            r.count += 1;
             std::mem::take(&mut r.waiting)
         };
         let result = round(group, &raft).await;

@@ -27,7 +27,7 @@ pub(crate) struct Shard {
     pub store: StoreSlot,
     pub reads: ReadBatcher,
     /// Client writes, gathered into shared entries.
-    writes: WriteGatherer,
+    pub writes: WriteGatherer,
     /// Cancelled when the group is stopped on purpose (its replica moved away).
     pub stopping: CancellationToken,
     /// (when, applied index, entries applied per second) at the last sample.

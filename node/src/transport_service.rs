@@ -92,9 +92,11 @@ impl Transport for TransportService {
     async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
         let r = request.into_inner();
         self.node.cluster.accept(&r.cluster_id)?;
-        self.node
-            .liveness
-            .heard(r.from, r.quiesced.into_iter().collect());
+        self.node.liveness.heard(
+            r.from,
+            r.quiesced.into_iter().collect(),
+            r.leading.into_iter().collect(),
+        );
         Ok(Response::new(PingReply {}))
     }
 

@@ -87,6 +87,9 @@ struct Pending {
 struct Queue {
     pending: std::collections::VecDeque<Pending>,
     drivers: usize,
+    /// Entries proposed, and the requests they carried.
+    entries: u64,
+    requests: u64,
 }
 
 /// The write queue of one group.
@@ -119,6 +122,12 @@ impl WriteGatherer {
             },
             queue: Arc::default(),
         }
+    }
+
+    /// (entries proposed, requests they carried) since the group started here.
+    pub fn proposed(&self) -> (u64, u64) {
+        let q = self.queue.lock().unwrap();
+        (q.entries, q.requests)
     }
 
     /// Proposes `request` (in an entry shared with whatever else is queued) and waits until
@@ -179,7 +188,10 @@ async fn drive(queue: Arc<Mutex<Queue>>, group: u64, limits: GatherLimits, raft:
                 q.drivers -= 1;
                 return;
             }
-            take(&mut q, limits)
+            let batch = take(&mut q, limits);
+            q.entries += 1;
+            q.requests += batch.len() as u64;
+            batch
         };
         let (requests, answers): (Vec<Request>, Vec<oneshot::Sender<Answer>>) =
             batch.into_iter().map(|p| (p.request, p.answer)).unzip();

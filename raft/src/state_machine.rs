@@ -10,7 +10,7 @@
 //! ```text
 //! SM worker (serial with apply)           spawned builder task
 //! try_create_snapshot_builder
-//!   memstore.begin_checkpoint(applied) ─► build_snapshot
+//!   memstore.begin_checkpoint(last version) ► build_snapshot
 //!   (a view fixed at `applied`)             spawn_blocking: Checkpoint::write, rename, fsync
 //! apply, apply, ... (not blocked)           becomes current unless overtaken
 //! ```
@@ -82,8 +82,9 @@ impl StateMachine {
     /// A builder for a checkpoint of the state as of the last applied entry, or the reason
     /// none can start now (another checkpoint of this store is still being written).
     fn snapshot_builder(&self) -> Result<SnapshotBuilder, islab_storage::Error> {
-        let at_index = self.applied.as_ref().map_or(0, |id| id.index);
-        let scan = self.store.current().begin_checkpoint(at_index)?;
+        // The cut is in version space, not log indexes: see `MemStore::last_version`.
+        let store = self.store.current();
+        let scan = store.begin_checkpoint(store.last_version())?;
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),

@@ -25,7 +25,7 @@
 //! `Bytes` clones are reference counts), so apply is never held up for long.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -71,6 +71,9 @@ pub struct MemStore {
     /// Keys and bytes of the store's own reserved keys (client sessions), included above.
     reserved_keys: AtomicI64,
     reserved_bytes: AtomicI64,
+    /// The highest version of any value written or loaded: where a checkpoint begun now cuts
+    /// (see [`MemStore::last_version`]).
+    last_version: AtomicU64,
     capturing: AtomicBool,
     capture: Mutex<Option<Arc<Capture>>>,
 }
@@ -106,6 +109,7 @@ impl MemStore {
             bytes: AtomicI64::new(0),
             reserved_keys: AtomicI64::new(0),
             reserved_bytes: AtomicI64::new(0),
+            last_version: AtomicU64::new(0),
             capturing: AtomicBool::new(false),
             capture: Mutex::new(None),
         }
@@ -149,8 +153,20 @@ impl MemStore {
         }
     }
 
+    /// The highest version any value in the store was written or loaded with.
+    ///
+    /// Versions grow in apply order (see [`crate::command::version`]), so every write applied
+    /// after this moment carries a higher one: this is the cut to hand
+    /// [`MemStore::begin_checkpoint`] for an image of the store as applied so far. (A log
+    /// index is not: a gathered entry's versions are its index × 4096 plus positions.)
+    pub fn last_version(&self) -> u64 {
+        self.last_version.load(Ordering::Relaxed)
+    }
+
     /// Inserts a value as loaded from a checkpoint (no pre-image bookkeeping).
     pub fn load(&self, key: Bytes, value: Versioned) {
+        self.last_version
+            .fetch_max(value.version, Ordering::Relaxed);
         let added = size_of(&key, &value);
         match self.map.insert(key.clone(), value) {
             Some(old) => self.account(&key, added - size_of(&key, &old), 0),
@@ -382,6 +398,9 @@ impl MemStore {
                     .push((key.clone(), old.clone()));
             }
         }
+        if let Some(v) = &new {
+            self.last_version.fetch_max(v.version, Ordering::Relaxed);
+        }
         let (bytes, keys) = match (entry, new) {
             (Entry::Occupied(mut o), Some(v)) => {
                 let d = size_of(key, &v) - size_of(key, o.get());
@@ -410,8 +429,10 @@ impl MemStore {
         self.capture.lock().unwrap().clone()
     }
 
-    /// Starts a checkpoint of the state as of applied index `at`. Call it between two applies
-    /// (the state machine does, on its own task); apply may go on while the scan runs.
+    /// Starts a checkpoint of the state as of version `at`: the image holds every value
+    /// with version <= `at` and nothing written after. Call it between two applies (the state
+    /// machine does, on its own task) with [`MemStore::last_version`]; apply may go on while
+    /// the scan runs.
     pub fn begin_checkpoint(self: &Arc<Self>, at: u64) -> Result<CheckpointScan> {
         let mut slot = self.capture.lock().unwrap();
         if slot.is_some() {
@@ -839,6 +860,53 @@ mod tests {
             "session keys are not counted as user keys"
         );
         assert_eq!(s.user_bytes(), 2);
+    }
+
+    #[test]
+    fn a_checkpoint_cut_at_the_last_version_holds_gathered_writes_and_nothing_later() {
+        // Regression: the cut used to be the applied log index, below every gathered version,
+        // so a checkpoint held none of the values gathered entries wrote (lost on restart).
+        let s = Arc::new(MemStore::new());
+        let gathered = |n: usize, tag: &str| {
+            Request::new(Command::Gathered(
+                (0..n)
+                    .map(|i| Request::new(put(&format!("k{i}"), tag)))
+                    .collect(),
+            ))
+        };
+        for index in 1..=10 {
+            s.apply_entry(index, &gathered(50, "old"));
+        }
+        assert_eq!(s.last_version(), crate::command::version(10, 49));
+        let scan = s.begin_checkpoint(s.last_version()).unwrap();
+        s.apply_entry(11, &gathered(25, "new"));
+        s.apply_entry(
+            12,
+            &Request::new(Command::Gathered(vec![Request::new(del("k49"))])),
+        );
+        let mut seen = HashMap::new();
+        scan.for_each_chunk(|chunk| {
+            for (k, v) in chunk {
+                seen.insert(k.clone(), v.clone());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 50, "every key the gathered entries wrote");
+        assert!(
+            seen.values().all(|v| v.value == "old"),
+            "nothing written after the cut"
+        );
+        assert_eq!(
+            seen[&Bytes::from_static(b"k49")].version,
+            crate::command::version(10, 49)
+        );
+        // A store loaded from the image continues the versions where it stopped.
+        let loaded = MemStore::new();
+        for (k, v) in seen {
+            loaded.load(k, v);
+        }
+        assert_eq!(loaded.last_version(), crate::command::version(10, 49));
     }
 
     #[test]

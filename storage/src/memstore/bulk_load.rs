@@ -57,6 +57,8 @@ pub(crate) struct BulkLoad<'a> {
     bytes: i64,
     reserved_bytes: i64,
     reserved_keys: i64,
+    /// The highest version pushed.
+    last_version: u64,
     duplicate: Option<Bytes>,
 }
 
@@ -70,6 +72,7 @@ impl MemStore {
             bytes: 0,
             reserved_bytes: 0,
             reserved_keys: 0,
+            last_version: 0,
             duplicate: None,
         }
     }
@@ -84,6 +87,7 @@ impl BulkLoad<'_> {
         // Counted now, while the key is in the cache; by the flush it no longer is.
         let size = size_of(&key, &value);
         self.bytes += size;
+        self.last_version = self.last_version.max(value.version);
         if key.starts_with(RESERVED_PREFIX) {
             self.reserved_bytes += size;
             self.reserved_keys += 1;
@@ -142,6 +146,9 @@ impl BulkLoad<'_> {
         store
             .reserved_keys
             .fetch_add(reserved_keys, Ordering::Relaxed);
+        store
+            .last_version
+            .fetch_max(self.last_version, Ordering::Relaxed);
     }
 
     /// Inserts what is still queued; returns the first key found twice, if any.

@@ -34,6 +34,7 @@ except ImportError as e:
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROTOS = os.path.join(ROOT, "proto", "proto")
 LINEARIZABLE, SERIALIZABLE = 0, 1
+IDLE_PAST_LEASE_S = 2.5
 
 
 def fail(msg):
@@ -218,6 +219,10 @@ def main(endpoints):
     for round in range(2):
         print(f"--- round {round}: every shard idle until quiescent on every node")
         wait_until("every shard to quiesce", 60, quiesced)
+        # Quiescent leaders send nothing, so their quorum lease (the longest election timeout,
+        # 1 s in these tests, 1.6 s by default) runs out while they sleep: stay idle past it.
+        # This was the bug: the first write after that failed with a hintless "not the leader".
+        time.sleep(IDLE_PAST_LEASE_S)
         direct_before = c.redirects
         # Straight to each key's leader as learned: served at once, no UNAVAILABLE at all.
         for i, key in enumerate(sorted(leaders)):
@@ -233,9 +238,11 @@ def main(endpoints):
         if c.redirects != direct_before:
             fail("a put sent to the leader was redirected")
         wait_until("every shard to quiesce", 60, quiesced)
+        time.sleep(IDLE_PAST_LEASE_S)
         # Through every node again: linearizable reads of idle shards, one redirect at most.
         check_reads(written)
         wait_until("every shard to quiesce", 60, quiesced)
+        time.sleep(IDLE_PAST_LEASE_S)
         more = put_all(f"r{round}", lambda i: endpoints[(i + round + 1) % len(endpoints)])
         check_reads(more)
 

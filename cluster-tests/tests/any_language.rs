@@ -9,15 +9,35 @@
 //! (`cluster-tests/python/requirements.txt`; `scripts/test` installs them). Missing, the test
 //! fails saying so: it is never skipped.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use islab_cluster_tests::{Cluster, init_tracing};
+use islab_cluster_tests::{Cluster, init_tracing, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_python_grpc_client_is_served_on_busy_and_quiet_shards() {
     init_tracing();
     let cluster = Cluster::start_sharded(3, 8, 3, &[]).await;
+    tracing::info!("--- wait until the controller has spread the leaders (no more transfers)");
+    wait_for(
+        "leaders spread, at most 3 per node",
+        Duration::from_secs(90),
+        || async {
+            let leaders = cluster.shard_leaders(8).await;
+            let mut per_node: BTreeMap<u64, usize> = BTreeMap::new();
+            for node in leaders.values() {
+                *per_node.entry(*node).or_default() += 1;
+            }
+            if per_node.values().all(|n| *n <= 3) {
+                Ok(())
+            } else {
+                Err(format!("leaders per node {per_node:?}"))
+            }
+        },
+    )
+    .await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/plain_client.py");
     let endpoints = cluster.endpoints();
     tracing::info!("--- python3 plain_client.py {endpoints:?}");

@@ -185,12 +185,37 @@ impl KvService {
         if shard.is_leader(self.node.id()) {
             self.node.disk.check()?;
         }
-        shard.write(Request { id, command }).await
+        shard
+            .write(Request { id, command })
+            .await
+            .map_err(|e| self.with_hint(shard.group, e))
+    }
+
+    /// A "not the leader" that names no leader (openraft knows none: an election or a
+    /// leadership transfer under way) names the node whose pings say it leads the group, if
+    /// one does, so that a client following hints is not left guessing.
+    fn with_hint(&self, group: u64, e: Error) -> Error {
+        match e {
+            Error::NotLeader { leader: None } => {
+                let nodes = self.node.nodes();
+                let leader = self
+                    .node
+                    .liveness
+                    .leader_of(group, quiesce::LEADER_HINT_TTL)
+                    .filter(|l| *l != self.node.id())
+                    .and_then(|l| nodes.get(&l).cloned());
+                Error::NotLeader { leader }
+            }
+            other => other,
+        }
     }
 
     async fn read(&self, shard: Arc<Shard>, consistency: i32) -> Result<Arc<Shard>> {
         match ReadConsistency::try_from(consistency) {
-            Ok(ReadConsistency::Linearizable) => shard.linearizable().await?,
+            Ok(ReadConsistency::Linearizable) => shard
+                .linearizable()
+                .await
+                .map_err(|e| self.with_hint(shard.group, e))?,
             Ok(ReadConsistency::Serializable) => {}
             Err(_) => {
                 return Err(Error::InvalidArgument(format!(

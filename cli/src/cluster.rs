@@ -514,6 +514,12 @@ fn group_json(g: &GroupStatus) -> Value {
         "keys": g.keys,
         "bytes": g.bytes,
         "members": members,
+        "read_requests": g.read_requests,
+        "keys_read": g.keys_read,
+        "read_rounds": g.read_rounds,
+        "write_entries": g.write_entries,
+        "write_requests": g.write_requests,
+        "quiesced": g.quiesced,
     })
 }
 

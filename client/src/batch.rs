@@ -1,6 +1,6 @@
 //! Operations of an atomic batch.
 //!
-//! A batch is applied all or nothing at one log index. If one of its compare-and-swaps does
+//! A batch is applied all or nothing at one version. If one of its compare-and-swaps does
 //! not match, nothing is applied and the call fails with [`Error::Rejected`](crate::Error)
 //! naming the op; on success there is one [`OpResult`] per op, in order.
 
@@ -138,7 +138,7 @@ impl BatchOp {
 /// The result of one op of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OpResult {
-    /// Put and CAS: the new version (the batch's log index). Delete: 0.
+    /// Put and CAS: the new version (the batch's version). Delete: 0.
     pub version: u64,
     /// Delete: whether the key existed. Put and CAS: false.
     pub existed: bool,

@@ -273,7 +273,8 @@ impl Client {
         Admin::new(self.shared.clone())
     }
 
-    /// Stores `value` under `key`; returns the new version (the write's log index).
+    /// Stores `value` under `key`; returns the new version (versions grow with every write of
+    /// a key; see docs/any-language.md).
     pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<u64> {
         self.put_ms(key.into(), value.into(), 0).await
     }
@@ -567,7 +568,7 @@ impl Client {
         scan.page(merge_pages(pages, request.limit as usize))
     }
 
-    /// Applies the ops atomically, at one log index; returns one result per op, in order.
+    /// Applies the ops atomically, at one version; returns one result per op, in order.
     /// If a [`BatchOp::Cas`] does not match, nothing is applied and the call fails with
     /// [`Error::Rejected`].
     pub async fn batch(&self, ops: impl IntoIterator<Item = BatchOp>) -> Result<Vec<OpResult>> {

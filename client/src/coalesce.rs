@@ -14,7 +14,7 @@
 //! gather for the next one to leave when an answer is back (one by default: the biggest
 //! batches, the least work per write for the cluster). Per call
 //! semantics stay those of a single put or delete:
-//! - every write still gets its own answer (a put's version is the batch's log index; a batch
+//! - every write still gets its own answer (a put's version is the batch's version; a batch
 //!   never holds the same key twice, so no two writes of one key share a version);
 //! - a batch carries its own write id, so a resent batch is applied once;
 //! - if the server refuses the batch as a whole for what one write did (too large, an invalid

@@ -115,6 +115,16 @@ where
 
         let addr = endpoints.addr(at);
         let timeout = spec.attempt_timeout.map_or(left, |t| t.min(left));
+        // An attempt the deadline cuts short says nothing about the node: when it times out,
+        // the error to report is the last real failure before it, if there was one.
+        let cut_short = attempts > 1 && spec.attempt_timeout.is_none_or(|t| left < t);
+        let timed_out = |last: &str| {
+            if cut_short {
+                last.to_string()
+            } else {
+                format!("{addr}: no answer within {timeout:?}")
+            }
+        };
         let outcome = tokio::time::timeout(timeout, attempt(endpoints.channel(at), timeout)).await;
         let next = match outcome {
             Ok(Ok(response)) => {
@@ -138,9 +148,7 @@ where
                 return Err(Error::from_status(&status));
             }
             // The channel enforces the request's grpc-timeout itself and may beat our timer.
-            Ok(Err(status)) if is_local_timeout(&status) => {
-                Next::Failover(format!("{addr}: no answer within {timeout:?}"))
-            }
+            Ok(Err(status)) if is_local_timeout(&status) => Next::Failover(timed_out(&last)),
             Ok(Err(status)) => match (spec.route, leader_hint(&status)) {
                 (Route::Leader | Route::AnyNode, Some(hint)) => {
                     match endpoints.redirect(spec.group, hint, at) {
@@ -152,7 +160,7 @@ where
                 }
                 _ => Next::Failover(describe(&addr, &status)),
             },
-            Err(_elapsed) => Next::Failover(format!("{addr}: no answer within {timeout:?}")),
+            Err(_elapsed) => Next::Failover(timed_out(&last)),
         };
 
         match next {

@@ -1,6 +1,6 @@
-//! Server-side write gathering against real nodes: writes arriving on many independent
-//! connections (plain gRPC clients, no SDK and so no client-side coalescing) share Raft
-//! entries on the shard leader, and every request keeps its own meaning — its own version, its
+//! Server-side gathering against real nodes: writes arriving on many independent connections
+//! (plain gRPC clients, no SDK and so no client-side coalescing) share Raft entries on the
+//! shard leader, linearizable reads share read-index rounds, and every request keeps its own meaning — its own version, its
 //! own compare-and-swap outcome, exactly-once under retries, atomic batches — on every replica
 //! and across a kill -9 of every node (the gathered entries are replayed from the WAL and a
 //! checkpoint).
@@ -32,6 +32,12 @@ async fn proposed(cluster: &Cluster, addr: &str) -> (u64, u64) {
     let status = cluster.status(addr).await.unwrap();
     let g = data_group(&status).unwrap();
     (g.write_entries, g.write_requests)
+}
+
+/// Read-index rounds the data shard's leader `addr` ran.
+async fn read_rounds(cluster: &Cluster, addr: &str) -> u64 {
+    let status = cluster.status(addr).await.unwrap();
+    data_group(&status).unwrap().read_rounds
 }
 
 fn put(key: &str, value: &str, id: Option<(u64, u64)>) -> proto::PutRequest {
@@ -111,6 +117,35 @@ async fn writes_of_independent_connections_share_entries_and_keep_their_meaning(
             "p{i:03} reads the version its put was told"
         );
     }
+
+    tracing::info!("--- 200 linearizable gets at once, one per connection: shared read rounds");
+    let before = read_rounds(&cluster, &addr).await;
+    let gets = clients.iter().enumerate().map(|(i, c)| {
+        let mut c = c.clone();
+        async move {
+            let r = c
+                .get(proto::GetRequest {
+                    key: format!("p{i:03}").into(),
+                    consistency: proto::ReadConsistency::Linearizable as i32,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("get {i}: {e}"))
+                .into_inner();
+            (i, r)
+        }
+    });
+    for (i, got) in futures::future::join_all(gets).await {
+        assert_eq!(
+            (got.value, got.version),
+            (format!("v{i}").into(), versions[&i])
+        );
+    }
+    let rounds = read_rounds(&cluster, &addr).await - before;
+    tracing::info!(rounds, "read-index rounds for 200 concurrent gets");
+    assert!(
+        (1..=100).contains(&rounds),
+        "200 concurrent linearizable gets from 200 connections took {rounds} read rounds"
+    );
 
     tracing::info!("--- the same write id on 20 connections at once: applied once, one answer");
     let retries = clients[..20].iter().map(|c| {

@@ -120,7 +120,7 @@ where
         let cut_short = attempts > 1 && spec.attempt_timeout.is_none_or(|t| left < t);
         let timed_out = |last: &str| {
             if cut_short {
-                last.to_string()
+                format!("{last} (then {addr} did not answer before the deadline)")
             } else {
                 format!("{addr}: no answer within {timeout:?}")
             }
@@ -256,6 +256,8 @@ fn describe(addr: &str, status: &Status) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -270,6 +272,66 @@ mod tests {
             .metadata_mut()
             .insert(LEADER_METADATA, " ".parse().unwrap());
         assert_eq!(leader_hint(&status), None, "a blank hint is no hint");
+    }
+
+    /// Regression (issue 14): the last attempt, cut short by the deadline, replaced the last
+    /// real failure with "no answer within 562 µs". Here the first attempt is refused and every
+    /// later one never answers, with an attempt timeout longer than the deadline: the deadline
+    /// cuts the second attempt, and the error still names the refusal.
+    #[tokio::test]
+    async fn an_attempt_cut_short_by_the_deadline_keeps_the_last_real_error() {
+        let endpoints = Endpoints::new(
+            &["127.0.0.1:9".to_string()],
+            Duration::from_secs(1),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let config = ClientConfig::new(["127.0.0.1:9"]);
+        let spec = CallSpec {
+            name: "Put",
+            route: Route::Leader,
+            group: 1,
+            deadline: Duration::from_millis(500),
+            attempt_timeout: Some(Duration::from_secs(30)),
+        };
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let err = call::<(), _, _>(&endpoints, &config, spec, |_, _| {
+            let n = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                if n == 0 {
+                    Err(Status::unavailable("election in progress"))
+                } else {
+                    std::future::pending().await
+                }
+            }
+        })
+        .await
+        .unwrap_err();
+        let Error::Timeout { last, attempts, .. } = err else {
+            panic!("expected a timeout, got {err:?}");
+        };
+        assert_eq!(attempts, 2);
+        assert!(last.contains("election in progress"), "{last}");
+        assert!(
+            last.contains("did not answer before the deadline"),
+            "{last}"
+        );
+
+        // The first attempt timing out is a real failure of its own: it is named as such.
+        let spec = CallSpec {
+            name: "Put",
+            route: Route::Leader,
+            group: 1,
+            deadline: Duration::from_millis(300),
+            attempt_timeout: None,
+        };
+        let err = call::<(), _, _>(&endpoints, &config, spec, |_, _| std::future::pending())
+            .await
+            .unwrap_err();
+        let Error::Timeout { last, .. } = err else {
+            panic!("expected a timeout, got {err:?}");
+        };
+        assert!(last.contains("no answer within"), "{last}");
     }
 
     #[test]

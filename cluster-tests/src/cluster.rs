@@ -297,6 +297,19 @@ impl Cluster {
         self.leader_among(&ids).await
     }
 
+    /// The address of the data shard's leader ([`Cluster::leader`]).
+    pub async fn leader_addr(&self) -> String {
+        let leader = self.leader().await;
+        let node = self.nodes.iter().find(|n| n.id == leader);
+        node.expect("the leader is one of the nodes").addr()
+    }
+
+    /// The data shard's status as its leader reports it (applied index, what it proposed).
+    pub async fn leader_group(&self) -> GroupStatus {
+        let status = self.status(&self.leader_addr().await).await.unwrap();
+        data_group(&status).unwrap().clone()
+    }
+
     /// Like [`Cluster::leader`], asking only nodes `ids`: the leader is one of them, and those
     /// of them that answer agree on it. A node left out (one just paused, say) is not asked,
     /// so it cannot be the answer even if it still runs for a moment.

@@ -12,31 +12,13 @@ use islab_proto::v1 as proto;
 use islab_proto::v1::kv_client::KvClient;
 
 async fn applied(cluster: &Cluster) -> u64 {
-    let leader = cluster.leader().await;
-    let addr = cluster
-        .nodes
-        .iter()
-        .find(|n| n.id == leader)
-        .unwrap()
-        .addr();
-    data_group(&cluster.status(&addr).await.unwrap())
-        .unwrap()
-        .applied_index
+    cluster.leader_group().await.applied_index
 }
 
 /// Write requests the data shard's leader proposed (whatever entries the server gathered them
 /// into): what the SDK sent.
 async fn write_requests(cluster: &Cluster) -> u64 {
-    let leader = cluster.leader().await;
-    let addr = cluster
-        .nodes
-        .iter()
-        .find(|n| n.id == leader)
-        .unwrap()
-        .addr();
-    data_group(&cluster.status(&addr).await.unwrap())
-        .unwrap()
-        .write_requests
+    cluster.leader_group().await.write_requests
 }
 
 /// (read requests, keys read) of the data shard, summed over every node.

@@ -49,21 +49,11 @@ fn put(key: &str, value: &str, id: Option<(u64, u64)>) -> proto::PutRequest {
     }
 }
 
-async fn leader_addr(cluster: &Cluster) -> String {
-    let leader = cluster.leader().await;
-    cluster
-        .nodes
-        .iter()
-        .find(|n| n.id == leader)
-        .unwrap()
-        .addr()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_of_independent_connections_share_entries_and_keep_their_meaning() {
     init_tracing();
     let cluster = Cluster::start(3).await;
-    let addr = leader_addr(&cluster).await;
+    let addr = cluster.leader_addr().await;
     let clients = connections(&addr, 200).await;
     let mut first = clients[0].clone();
     first.put(put("warm-up", "x", None)).await.unwrap();
@@ -313,7 +303,7 @@ async fn gathered_entries_survive_kill_9_of_every_node_and_replay_identically() 
     init_tracing();
     // Frequent checkpoints: recovery is a checkpoint taken mid-load plus the WAL's tail.
     let mut cluster = Cluster::start_with(3, &["--snapshot-after-entries", "20"]).await;
-    let addr = leader_addr(&cluster).await;
+    let addr = cluster.leader_addr().await;
     let clients = connections(&addr, 64).await;
 
     tracing::info!("--- 64 connections write 20 keys each, overwriting as they go");
@@ -396,7 +386,7 @@ async fn gathered_entries_survive_kill_9_of_every_node_and_replay_identically() 
     }
     tracing::info!("--- a retry of an acknowledged write after the restart: the first answer");
     let (key, value, version) = &acked[0];
-    let mut c = connections(&leader_addr(&cluster).await, 1).await.remove(0);
+    let mut c = connections(&cluster.leader_addr().await, 1).await.remove(0);
     let again = c
         .put(put(key, value, Some((5000, 1))))
         .await

@@ -219,6 +219,13 @@ impl NodeConfig {
         if g.max_bytes == 0 || g.max_in_flight == 0 {
             return bad("gather.max-bytes and gather.max-in-flight must be above zero".into());
         }
+        if g.max_bytes > l.max_batch_bytes {
+            // An entry must fit one Raft message, which is sized for the largest batch.
+            return bad(format!(
+                "gather.max-bytes ({}) must not exceed limits.max-batch-bytes ({})",
+                g.max_bytes, l.max_batch_bytes
+            ));
+        }
         if r.wal_budget_bytes != 0 && r.wal_budget_bytes < 2 * self.wal.segment_size {
             return bad(format!(
                 "wal-budget-bytes ({}) must be 0 (no budget) or at least two WAL segments ({})",

@@ -177,7 +177,13 @@ pub(crate) async fn renew_lease(group: GroupId, raft: &Raft) -> Result<()> {
     let stale = {
         let m = raft.metrics();
         let m = m.borrow_watched();
+        // A lone voter is its own quorum: openraft keeps its lease valid without acks.
         m.state == openraft::ServerState::Leader
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .nth(1)
+                .is_some()
             && m.last_quorum_acked
                 .as_ref()
                 .is_none_or(|at| at.elapsed() >= std::time::Duration::from_millis(fresh_within))
@@ -209,7 +215,7 @@ pub(crate) fn write_error(
 ) -> Error {
     if let Some(fwd) = e.forward_to_leader() {
         if fwd.reason == ForwardReason::LeaseExpired {
-            // Still the leader, not sure of it yet: retry here shortly, not elsewhere.
+            // Still the leader, not sure of it yet (renew_lease makes this rare): retryable.
             return Error::Unavailable(format!(
                 "group {group}: the leader's lease expired and is being renewed; retry"
             ));

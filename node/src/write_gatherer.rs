@@ -43,6 +43,10 @@ pub(crate) struct GatherLimits {
     pub max_in_flight: usize,
 }
 
+/// Requests a shard's queue holds at most; more are refused (UNAVAILABLE: the shard is
+/// overloaded or cannot commit, e.g. its leader is cut off from a quorum) instead of piling up.
+pub(crate) const MAX_QUEUED: usize = 65_536;
+
 /// Why a proposal failed, in a form every request it carried can get a copy of.
 #[derive(Clone, Debug)]
 enum Failure {
@@ -87,7 +91,7 @@ struct Pending {
 struct Queue {
     pending: std::collections::VecDeque<Pending>,
     drivers: usize,
-    /// Entries proposed, and the requests they carried.
+    /// Entries written (committed and applied here), and the requests they carried.
     entries: u64,
     requests: u64,
 }
@@ -124,7 +128,7 @@ impl WriteGatherer {
         }
     }
 
-    /// (entries proposed, requests they carried) since the group started here.
+    /// (entries written, requests they carried) since the group started here.
     pub fn proposed(&self) -> (u64, u64) {
         let q = self.queue.lock().unwrap();
         (q.entries, q.requests)
@@ -136,6 +140,12 @@ impl WriteGatherer {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut q = self.queue.lock().unwrap();
+            if q.pending.len() >= MAX_QUEUED {
+                return Err(Error::Unavailable(format!(
+                    "group {}: {MAX_QUEUED} writes are already waiting for the next entry; retry",
+                    self.group
+                )));
+            }
             q.pending.push_back(Pending {
                 bytes: size(&request.command),
                 request,
@@ -165,32 +175,62 @@ impl WriteGatherer {
 }
 
 /// The head of the queue that fits one entry: at least one request, then while both limits
-/// hold.
+/// hold. Requests whose caller has gone (its RPC cancelled or timed out) are dropped, not
+/// proposed: it was told nothing, and a write landing long after its client gave up (and
+/// perhaps wrote again) would only surprise it.
 fn take(queue: &mut Queue, limits: GatherLimits) -> Vec<Pending> {
     let mut bytes = 0;
-    let mut n = 0;
-    for p in &queue.pending {
-        if n == limits.max_requests || (n > 0 && bytes + p.bytes > limits.max_bytes) {
+    let mut taken = Vec::new();
+    while let Some(p) = queue.pending.front() {
+        if taken.len() == limits.max_requests
+            || (!taken.is_empty() && bytes + p.bytes > limits.max_bytes)
+        {
             break;
         }
+        let p = queue.pending.pop_front().expect("looked at it");
+        if p.answer.is_closed() {
+            continue;
+        }
         bytes += p.bytes;
-        n += 1;
+        taken.push(p);
     }
-    queue.pending.drain(..n).collect()
+    taken
+}
+
+/// Gives a driver's slot back if its task ends abnormally (a panic, the runtime shutting
+/// down), so that the next write starts a new driver instead of waiting for one that is gone.
+/// A driver that finds the queue empty gives its slot back itself, under the lock it checked
+/// the queue with: were the two apart, a write pushed in between would see the slot still
+/// taken, start no driver, and wait for ever.
+struct DriverSlot {
+    queue: Arc<Mutex<Queue>>,
+    held: bool,
+}
+
+impl Drop for DriverSlot {
+    fn drop(&mut self) {
+        if self.held {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.drivers -= 1;
+        }
+    }
 }
 
 /// Proposes what the queue holds, one entry at a time, until it is empty.
 async fn drive(queue: Arc<Mutex<Queue>>, group: u64, limits: GatherLimits, raft: Raft) {
+    let mut slot = DriverSlot {
+        queue: queue.clone(),
+        held: true,
+    };
     loop {
         let batch = {
             let mut q = queue.lock().unwrap();
-            if q.pending.is_empty() {
+            let batch = take(&mut q, limits);
+            if batch.is_empty() {
                 q.drivers -= 1;
+                slot.held = false;
                 return;
             }
-            let batch = take(&mut q, limits);
-            q.entries += 1;
-            q.requests += batch.len() as u64;
             batch
         };
         let (requests, answers): (Vec<Request>, Vec<oneshot::Sender<Answer>>) =
@@ -209,6 +249,11 @@ async fn drive(queue: Arc<Mutex<Queue>>, group: u64, limits: GatherLimits, raft:
         };
         match raft.client_write(entry).await {
             Ok(written) => {
+                {
+                    let mut q = queue.lock().unwrap();
+                    q.entries += 1;
+                    q.requests += n as u64;
+                }
                 let index = written.log_id.index;
                 match written.data {
                     Response::Gathered(responses) if responses.len() == n => {
@@ -289,5 +334,14 @@ mod tests {
         );
         assert_eq!(sizes(take(&mut q, limits)), [1]);
         assert!(take(&mut q, limits).is_empty());
+
+        // A request whose caller gave up is dropped, not proposed.
+        let (gone, rx) = pending(5);
+        drop(rx);
+        q.pending.push_back(gone);
+        let (kept, _rx) = pending(7);
+        q.pending.push_back(kept);
+        assert_eq!(sizes(take(&mut q, limits)), [7]);
+        assert!(q.pending.is_empty());
     }
 }

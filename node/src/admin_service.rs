@@ -21,11 +21,8 @@ use islab_proto::v1::{
     ShardListRequest, ShardListResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
     TransferLeaderResponse,
 };
-use islab_raft::Node;
+use islab_raft::{MembershipChange, Node};
 use islab_shardmap::ShardMap;
-use openraft::ChangeMembers;
-use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{InitializeError, RaftError};
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
@@ -46,18 +43,17 @@ pub(crate) struct AdminService {
 
 /// The members of a group as its latest membership config says.
 fn members(shard: &Shard) -> (Vec<Member>, u64) {
-    let m = shard.raft.metrics().borrow_watched().clone();
-    let config = m.membership_config.membership();
-    let voters: BTreeSet<u64> = config.voter_ids().collect();
-    let members = config
-        .nodes()
+    let m = shard.raft.metrics();
+    let members = m
+        .nodes
+        .iter()
         .map(|(id, node)| Member {
             id: *id,
             addr: node.addr.clone(),
-            voter: voters.contains(id),
+            voter: m.voters.contains(id),
         })
         .collect();
-    (members, m.current_leader.unwrap_or(0))
+    (members, m.leader.unwrap_or(0))
 }
 
 impl AdminService {
@@ -73,8 +69,7 @@ impl AdminService {
 
     /// `shard` if this node leads it, else a not-leader error naming the leader.
     fn led(shard: Arc<Shard>, me: u64) -> Result<Arc<Shard>> {
-        let m = shard.raft.metrics().borrow_watched().clone();
-        if m.current_leader != Some(me) {
+        if !shard.raft.is_leader(me) {
             return Err(Error::NotLeader {
                 leader: shard.leader_addr(),
             });
@@ -126,9 +121,7 @@ impl AdminService {
         let cluster_id = self.node.cluster.create()?;
         match shard.raft.initialize(nodes).await {
             Ok(()) => {}
-            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                return Err(Error::Rejected(format!("already initialised: {e}")));
-            }
+            Err(e @ islab_raft::Error::AlreadyInitialised { .. }) => return Err(e.into()),
             Err(e) => {
                 // Nothing was initialised: forget the id so a corrected init can be tried.
                 self.node.cluster.abandon(&cluster_id)?;
@@ -342,9 +335,9 @@ impl Admin for AdminService {
         self.probe(r.id, &r.addr).await?;
         shard
             .raft
-            .add_learner(r.id, Node { addr: r.addr }, true)
+            .add_learner(r.id, r.addr, true)
             .await
-            .map_err(|e| shard.write_error(e))?;
+            .map_err(Error::from)?;
         // A node that comes back under the id of one removed earlier takes replicas again.
         Self::undrain(&shard, r.id).await?;
         Ok(Response::new(MemberAddResponse {
@@ -375,9 +368,9 @@ impl Admin for AdminService {
         }
         shard
             .raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .change_membership(MembershipChange::AddVoters(BTreeSet::from([id])))
             .await
-            .map_err(|e| shard.write_error(e))?;
+            .map_err(Error::from)?;
         Ok(Response::new(MemberPromoteResponse {
             members: Self::member_list(&shard),
         }))
@@ -399,14 +392,14 @@ impl Admin for AdminService {
                     members: Self::member_list(&shard),
                 }));
             }
-            Some(m) if m.voter => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
-            Some(_) => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+            Some(m) if m.voter => MembershipChange::RemoveVoters(BTreeSet::from([id])),
+            Some(_) => MembershipChange::RemoveNodes(BTreeSet::from([id])),
         };
         shard
             .raft
-            .change_membership(change, false)
+            .change_membership(change)
             .await
-            .map_err(|e| shard.write_error(e))?;
+            .map_err(Error::from)?;
         // The node is gone: it need not be marked draining any more. Best effort: the removal
         // itself is done (if this node removed itself it leads no more), and a stale entry only
         // names a node that is no member.
@@ -434,10 +427,7 @@ impl Admin for AdminService {
         if r.to == self.node.id() {
             return Ok(Response::new(TransferLeaderResponse { leader_id: r.to }));
         }
-        let voters: BTreeSet<u64> = {
-            let m = shard.raft.metrics().borrow_watched().clone();
-            m.membership_config.membership().voter_ids().collect()
-        };
+        let voters = shard.raft.metrics().voters;
         if !voters.contains(&r.to) {
             return Err(Error::Rejected(format!(
                 "node {} holds no voting replica of shard {} (voters: {voters:?})",
@@ -447,17 +437,16 @@ impl Admin for AdminService {
         }
         shard
             .raft
-            .trigger()
             .transfer_leader(r.to)
             .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        let mut metrics = shard.raft.metrics();
+            .map_err(Error::from)?;
+        let mut metrics = shard.raft.watch();
         let moved = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                if metrics.borrow_watched().current_leader == Some(r.to) {
+                if metrics.get().leader == Some(r.to) {
                     return true;
                 }
-                if metrics.changed().await.is_err() {
+                if !metrics.changed().await {
                     return false;
                 }
             }
@@ -480,11 +469,9 @@ impl Admin for AdminService {
         let r = req.into_inner();
         let shard = self.led_shard(r.shard).await?;
         let membership = || {
-            let m = shard.raft.metrics().borrow_watched().clone();
-            let config = m.membership_config.membership().clone();
-            let voters: BTreeSet<u64> = config.voter_ids().collect();
-            let nodes: BTreeSet<u64> = config.nodes().map(|(id, _)| *id).collect();
-            (voters, nodes)
+            let m = shard.raft.metrics();
+            let nodes: BTreeSet<u64> = m.nodes.keys().copied().collect();
+            (m.voters, nodes)
         };
         if r.add != 0 && !membership().1.contains(&r.add) {
             if r.add_addr.is_empty() {
@@ -492,13 +479,9 @@ impl Admin for AdminService {
                     Error::InvalidArgument("a replica to add needs its address".into()).into(),
                 );
             }
-            let add = shard
-                .raft
-                .add_learner(r.add, Node { addr: r.add_addr }, true);
+            let add = shard.raft.add_learner(r.add, r.add_addr, true);
             match tokio::time::timeout(CATCH_UP_TIMEOUT, add).await {
-                Ok(result) => {
-                    result.map_err(|e| shard.write_error(e))?;
-                }
+                Ok(result) => result.map_err(Error::from)?,
                 Err(_) => {
                     return Err(Error::Unavailable(format!(
                         "node {} did not catch up with shard {} within {CATCH_UP_TIMEOUT:?}",
@@ -524,9 +507,9 @@ impl Admin for AdminService {
         if want != voters {
             shard
                 .raft
-                .change_membership(ChangeMembers::ReplaceAllVoters(want.clone()), false)
+                .change_membership(MembershipChange::ReplaceAllVoters(want.clone()))
                 .await
-                .map_err(|e| shard.write_error(e))?;
+                .map_err(Error::from)?;
         }
         Ok(Response::new(MoveReplicaResponse {
             voters: want.into_iter().collect(),
@@ -617,7 +600,7 @@ pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
         .shards()
         .iter()
         .map(|shard| {
-            let m = shard.raft.metrics().borrow_watched().clone();
+            let m = shard.raft.metrics();
             let store = shard.store.current();
             let (members, _) = members(shard);
             let wal_state = node.wal.log_state(shard.group);
@@ -625,14 +608,14 @@ pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
             let (write_entries, write_requests) = shard.writes.proposed();
             GroupStatus {
                 group_id: shard.group,
-                role: format!("{:?}", m.state).to_lowercase(),
-                leader_id: m.current_leader.unwrap_or(0),
+                role: format!("{:?}", m.role).to_lowercase(),
+                leader_id: m.leader.unwrap_or(0),
                 leader_addr: shard.leader_addr().unwrap_or_default(),
-                term: m.current_term,
+                term: m.term,
                 last_log_index: m.last_log_index.unwrap_or(0),
-                commit_index: m.local_committed.map_or(0, |c| c.index),
-                applied_index: m.last_applied.map_or(0, |a| a.index),
-                checkpoint_index: m.snapshot.map_or(0, |s| s.index),
+                commit_index: m.committed.unwrap_or(0),
+                applied_index: m.last_applied.unwrap_or(0),
+                checkpoint_index: m.snapshot.unwrap_or(0),
                 purged_index: wal_state.purged.map_or(0, |p| p.index),
                 keys: store.user_keys(),
                 bytes: store.user_bytes(),

@@ -13,8 +13,9 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] islab_storage::Error),
 
+    /// A failure of the Raft layer that is not an answer to a client (see the `From` below).
     #[error(transparent)]
-    Raft(#[from] islab_raft::Error),
+    Raft(islab_raft::Error),
 
     #[error("data directory {dir} belongs to node {found}, not node {configured}")]
     WrongNode {
@@ -29,9 +30,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-
-    #[error("openraft failed to start group {group}: {reason}")]
-    RaftStart { group: u64, reason: String },
 
     /// Not the leader; `leader` is its address when known.
     #[error("not the leader{}", leader.as_ref().map(|l| format!(" (leader: {l})")).unwrap_or_default())]
@@ -69,6 +67,26 @@ pub enum Error {
 
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The Raft layer's answers, as the node answers its clients: not the leader (with the
+/// leader's address), retryable, refused; storage and start-up failures stay `Raft`.
+impl From<islab_raft::Error> for Error {
+    fn from(e: islab_raft::Error) -> Error {
+        use islab_raft::Error as R;
+        match e {
+            R::NotLeader { leader, .. } => Error::NotLeader { leader },
+            R::LeaseExpired { .. } | R::Unavailable { .. } | R::Stopped { .. } => {
+                Error::Unavailable(e.to_string())
+            }
+            R::MembershipRefused { reason, .. } => Error::Rejected(reason),
+            R::AlreadyInitialised { reason, .. } => {
+                Error::Rejected(format!("already initialised: {reason}"))
+            }
+            R::Config(reason) => Error::Config(format!("raft: {reason}")),
+            other => Error::Raft(other),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

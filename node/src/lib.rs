@@ -12,8 +12,7 @@
 //! - `node_state`, `shard` — what the services share; one Raft group and its error mapping.
 //! - `read_batcher` — linearizable reads sharing read-index rounds.
 //! - `write_gatherer` — writes of any client sharing Raft entries.
-//! - `kv_service`, `admin_service`, `transport_service` — the gRPC services.
-//! - `network` — the client side of the Raft transport (one channel per peer node).
+//! - `kv_service`, `admin_service` — the gRPC services (the Raft transport is islab-raft's).
 //! - `cluster_id` — which cluster this node belongs to; refusing others.
 //! - `validate` — request limits.
 //! - `error` — [`Error`], and its one conversion to `tonic::Status`.
@@ -26,7 +25,6 @@ mod disk_space;
 mod error;
 mod kv_service;
 mod meta;
-mod network;
 mod node;
 mod node_state;
 mod quiesce;
@@ -34,7 +32,6 @@ mod read_batcher;
 mod reconciler;
 mod shard;
 mod shard_list;
-mod transport_service;
 mod validate;
 mod wal_budget;
 mod write_gatherer;

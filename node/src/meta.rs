@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use islab_shardmap::ShardMap;
 use islab_storage::{Command, Request, Response, codec};
-use openraft::async_runtime::WatchReceiver;
 
 use crate::error::{Error, Result};
 use crate::shard::Shard;
@@ -61,15 +60,13 @@ pub(crate) async fn propose_map(
 pub(crate) fn members(meta: &Shard) -> BTreeMap<u64, String> {
     meta.raft
         .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, node)| (*id, node.addr.clone()))
+        .nodes
+        .into_iter()
+        .map(|(id, node)| (id, node.addr))
         .collect()
 }
 
 /// Whether this node leads the meta group.
 pub(crate) fn is_leader(meta: &Shard, me: u64) -> bool {
-    meta.raft.metrics().borrow_watched().current_leader == Some(me)
+    meta.raft.is_leader(me)
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use islab_proto::raft::v1::transport_server::TransportServer;
 use islab_proto::v1::admin_server::AdminServer;
 use islab_proto::v1::kv_server::KvServer;
+use islab_raft::TransportService;
 use islab_storage::{Catalog, DataDir, Wal};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -31,7 +32,6 @@ use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::kv_service::KvService;
 use crate::node_state::{META_GROUP, NodeState};
-use crate::transport_service::TransportService;
 use crate::{controller, quiesce, reconciler, wal_budget};
 
 /// Entry point: [`Node::start`].
@@ -179,7 +179,7 @@ async fn serve(
             .max_decoding_message_size(max),
         )
         .add_service(
-            TransportServer::new(TransportService { node: state })
+            TransportServer::new(TransportService::new(state))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )

@@ -6,18 +6,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use islab_raft::{LogStore, Raft, StateMachine};
+use islab_proto::raft::v1::PingRequest;
+use islab_raft::{Group, GroupConfig, GroupHost, LogStore, NetworkFactory, Peers, StateMachine};
 use islab_shardmap::ShardMap;
 use islab_storage::{DataDir, GroupId, MemStore, Wal};
-use openraft::SnapshotPolicy;
-use openraft::async_runtime::WatchReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster_id::ClusterId;
 use crate::config::NodeConfig;
 use crate::disk_space::DiskSpace;
 use crate::error::{Error, Result};
-use crate::network::{NetworkFactory, Peers};
 use crate::quiesce::Liveness;
 use crate::shard::Shard;
 
@@ -130,6 +128,7 @@ impl NodeState {
     }
 
     /// Where an incoming snapshot of `group` is received before it is installed.
+    /// (The transport asks through [`GroupHost`].)
     pub fn incoming_path(&self, group: GroupId) -> PathBuf {
         self.data_dir
             .root()
@@ -148,37 +147,23 @@ impl NodeState {
         let checkpoint_dir = self.data_dir.checkpoint_dir(group)?;
         let state_machine = StateMachine::new(group, Arc::new(MemStore::new()), checkpoint_dir)?;
         let store = state_machine.store();
-        let raft_config = openraft::Config {
-            cluster_name: "islab".into(),
-            heartbeat_interval: config.raft.heartbeat_ms,
-            election_timeout_min: config.raft.election_timeout_min_ms,
-            election_timeout_max: config.raft.election_timeout_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_after_entries),
-            max_in_snapshot_log_to_keep: config.raft.keep_entries_after_snapshot,
-            max_payload_entries: 1024,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| Error::Config(format!("raft: {e}")))?;
+        let timing = GroupConfig {
+            node: config.id,
+            heartbeat_ms: config.raft.heartbeat_ms,
+            election_timeout_min_ms: config.raft.election_timeout_min_ms,
+            election_timeout_max_ms: config.raft.election_timeout_max_ms,
+            snapshot_after_entries: config.raft.snapshot_after_entries,
+            keep_entries_after_snapshot: config.raft.keep_entries_after_snapshot,
+        };
+        let cluster = self.cluster.clone();
         let network = NetworkFactory {
             group,
             from: config.id,
             peers: self.peers.clone(),
-            cluster: self.cluster.clone(),
+            cluster: Arc::new(move || cluster.get()),
             rpc_timeout: Duration::from_millis(config.raft.election_timeout_min_ms),
         };
-        let raft = Raft::new(
-            config.id,
-            Arc::new(raft_config),
-            network,
-            log_store,
-            state_machine,
-        )
-        .await
-        .map_err(|e| Error::RaftStart {
-            group,
-            reason: e.to_string(),
-        })?;
+        let raft = Group::start(group, &timing, network, log_store, state_machine).await?;
         let shard = Arc::new(Shard::new(group, raft, store, config.gather.limits()));
         // Two starters racing: keep the first, shut the second down.
         let (kept, lost) = {
@@ -219,13 +204,9 @@ impl NodeState {
 /// health checks but nothing else, the node stops serving, so `islab server` exits non-zero and
 /// a supervisor restarts it — recovery then starts from what is on disk.
 async fn watch_fatal(state: Arc<NodeState>, shard: Arc<Shard>) {
-    let mut metrics = shard.raft.metrics();
+    let mut metrics = shard.raft.watch();
     loop {
-        let failed = match &metrics.borrow_watched().running_state {
-            Ok(()) => None,
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(reason) = failed {
+        if let Some(reason) = metrics.get().failure {
             if state.stop.is_cancelled() || shard.stopping.is_cancelled() {
                 return; // an orderly shutdown also ends the group
             }
@@ -236,9 +217,34 @@ async fn watch_fatal(state: Arc<NodeState>, shard: Arc<Shard>) {
             return;
         }
         tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
+            changed = metrics.changed() => if !changed { return },
             _ = state.stop.cancelled() => return,
             _ = shard.stopping.cancelled() => return,
         }
+    }
+}
+
+/// What the Raft transport's server side asks of this node.
+impl GroupHost for NodeState {
+    fn accept(&self, cluster_id: &str) -> std::result::Result<(), String> {
+        self.cluster.accept(cluster_id).map_err(|e| e.to_string())
+    }
+
+    fn group(&self, id: GroupId) -> std::result::Result<Group, String> {
+        self.shard(id)
+            .map(|s| s.raft.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    fn incoming_path(&self, group: GroupId) -> PathBuf {
+        NodeState::incoming_path(self, group)
+    }
+
+    fn ping(&self, ping: PingRequest) {
+        self.liveness.heard(
+            ping.from,
+            ping.quiesced.into_iter().collect(),
+            ping.leading.into_iter().collect(),
+        );
     }
 }

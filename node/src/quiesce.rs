@@ -22,8 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use islab_proto::raft::v1::PingRequest;
-use openraft::ServerState;
-use openraft::async_runtime::WatchReceiver;
+use islab_raft::Role;
 
 use crate::node_state::{META_GROUP, NodeState};
 use crate::shard::Shard;
@@ -129,31 +128,29 @@ impl Shard {
     /// a group every fifth of a heartbeat interval whatever it does; a quiet group needs
     /// neither.
     fn set_pause(&self, paused: bool) {
-        let config = self.raft.runtime_config();
-        config.heartbeat(!paused);
-        config.tick(!paused);
+        self.raft.enable_heartbeat(!paused);
+        self.raft.enable_tick(!paused);
     }
 
     /// Holds or releases this node's election timer (and ticks) of the group, as a follower.
     fn set_hold(&self, hold: bool) {
-        let config = self.raft.runtime_config();
-        config.elect(!hold);
-        config.tick(!hold);
+        self.raft.enable_elect(!hold);
+        self.raft.enable_tick(!hold);
     }
 
     /// One round of the leader and follower rules above.
     fn quiesce_tick(&self, me: u64, liveness: &Liveness, timeout: Duration) {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.raft.metrics();
         let mut q = self.quiet.state.lock().unwrap();
         let last = m.last_log_index.unwrap_or(0);
-        match m.state {
-            ServerState::Leader => {
+        match m.role {
+            Role::Leader => {
                 if q.holding {
                     q.holding = false;
                     self.set_hold(false);
                 }
                 if let Some(term) = q.paused_in
-                    && term != m.current_term
+                    && term != m.term
                 {
                     // Paused in an earlier term: a new leadership always heartbeats first.
                     q.paused_in = None;
@@ -166,13 +163,13 @@ impl Shard {
                         return;
                     }
                 };
-                let caught_up = m.replication.as_ref().is_some_and(|r| {
-                    r.values()
-                        .all(|matched| matched.map(|l| l.index) == Some(last))
-                });
+                let caught_up = m
+                    .replication
+                    .as_ref()
+                    .is_some_and(|r| r.values().all(|matched| *matched == Some(last)));
                 if q.paused_in.is_none() && caught_up && since.elapsed() >= QUIESCE_AFTER {
                     self.set_pause(true);
-                    q.paused_in = Some(m.current_term);
+                    q.paused_in = Some(m.term);
                     tracing::debug!(group = self.group, "quiescent");
                 }
             }
@@ -182,7 +179,7 @@ impl Shard {
                 }
                 q.idle = None;
                 let hold = m
-                    .current_leader
+                    .leader
                     .is_some_and(|l| l != me && liveness.holds_quiet(l, self.group, timeout));
                 if hold != q.holding {
                     q.holding = hold;

@@ -13,9 +13,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use islab_raft::{Raft, TypeConfig};
-use openraft::ReadPolicy;
-use openraft::errors::{LinearizableReadError, RaftError};
+use islab_raft::Group;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
@@ -59,7 +57,7 @@ impl ReadBatcher {
     }
 
     /// Waits until a read that arrived now may be served from this replica's memory.
-    pub async fn wait(&self, group: u64, raft: &Raft) -> Result<()> {
+    pub async fn wait(&self, raft: &Group) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut r = self.rounds.lock().unwrap();
@@ -69,7 +67,7 @@ impl ReadBatcher {
         if start {
             // A task drives rounds until nobody waits (a reader driving them itself would wait
             // as long as the load lasts).
-            tokio::spawn(drive(self.rounds.clone(), group, raft.clone()));
+            tokio::spawn(drive(self.rounds.clone(), raft.clone()));
         }
         match rx.await {
             Ok(result) => result.map_err(Error::from),
@@ -78,7 +76,7 @@ impl ReadBatcher {
     }
 }
 
-async fn drive(rounds: Arc<Mutex<Rounds>>, group: u64, raft: Raft) {
+async fn drive(rounds: Arc<Mutex<Rounds>>, raft: Group) {
     loop {
         let batch = {
             let mut r = rounds.lock().unwrap();
@@ -89,22 +87,17 @@ async fn drive(rounds: Arc<Mutex<Rounds>>, group: u64, raft: Raft) {
             r.count += 1;
             std::mem::take(&mut r.waiting)
         };
-        let result = round(group, &raft).await;
+        let result = round(&raft).await;
         for waiter in batch {
             let _ = waiter.send(result.clone());
         }
     }
 }
 
-async fn round(group: u64, raft: &Raft) -> Result<(), RoundError> {
-    match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-        Ok(_) => Ok(()),
-        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(fwd))) => {
-            Err(RoundError::NotLeader(fwd.leader_node.map(|n| n.addr)))
-        }
-        Err(RaftError::APIError(other)) => Err(RoundError::Unavailable(other.to_string())),
-        Err(RaftError::<TypeConfig, _>::Fatal(f)) => Err(RoundError::Unavailable(format!(
-            "group {group} is shut down: {f}"
-        ))),
+async fn round(raft: &Group) -> Result<(), RoundError> {
+    match raft.read_index().await {
+        Ok(()) => Ok(()),
+        Err(islab_raft::Error::NotLeader { leader, .. }) => Err(RoundError::NotLeader(leader)),
+        Err(e) => Err(RoundError::Unavailable(e.to_string())),
     }
 }

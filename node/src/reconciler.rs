@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use islab_raft::Node;
-use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{InitializeError, RaftError};
 
 use crate::meta;
 use crate::node_state::{META_GROUP, NodeState};
@@ -24,13 +22,13 @@ pub(crate) async fn run(state: Arc<NodeState>) {
     let Ok(meta) = state.meta() else {
         return;
     };
-    let mut metrics = meta.raft.metrics();
+    let mut metrics = meta.raft.watch();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = state.stop.cancelled() => return,
-            changed = metrics.changed() => if changed.is_err() { return },
+            changed = metrics.changed() => if !changed { return },
             _ = tick.tick() => {
                 for shard in state.shards() {
                     shard.sample_rate();
@@ -93,7 +91,7 @@ async fn found(shard: &Shard, founders: &[u64], nodes: &BTreeMap<u64, String>) {
     }
     match shard.raft.initialize(members).await {
         Ok(()) => tracing::info!(group = shard.group, ?founders, "shard created"),
-        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+        Err(islab_raft::Error::AlreadyInitialised { .. }) => {}
         Err(e) => tracing::warn!(group = shard.group, error = %e, "initialising a shard"),
     }
 }

@@ -1,5 +1,5 @@
-//! One Raft group on this node: its `Raft` handle and its memory store, and the translation of
-//! openraft's answers into this crate's errors.
+//! One Raft group on this node: its [`Group`] handle, its memory store, and what the node
+//! keeps beside them (gathered writes, shared read rounds, quiescence, counters).
 //!
 //! The node keeps its groups in a registry keyed by group id (the meta group 0 and the data
 //! shards it holds replicas of), and every service reaches a group through it.
@@ -8,14 +8,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use islab_raft::{Raft, StoreSlot, TypeConfig};
+use islab_raft::{Group, StoreSlot};
 use islab_storage::{GroupId, Request, Response};
-use openraft::Instant as _;
-use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, ForwardReason, LinearizableReadError, RaftError};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::quiesce::Quiet;
 use crate::read_batcher::ReadBatcher;
 use crate::write_gatherer::{GatherLimits, WriteGatherer};
@@ -23,7 +20,7 @@ use crate::write_gatherer::{GatherLimits, WriteGatherer};
 /// A running Raft group.
 pub(crate) struct Shard {
     pub group: GroupId,
-    pub raft: Raft,
+    pub raft: Group,
     pub store: StoreSlot,
     pub reads: ReadBatcher,
     /// Client writes, gathered into shared entries.
@@ -42,7 +39,7 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub fn new(group: GroupId, raft: Raft, store: StoreSlot, gather: GatherLimits) -> Shard {
+    pub fn new(group: GroupId, raft: Group, store: StoreSlot, gather: GatherLimits) -> Shard {
         Shard {
             group,
             raft,
@@ -79,12 +76,7 @@ impl Shard {
 
     /// Updates the applied rate; called about once a second.
     pub fn sample_rate(&self) {
-        let applied = self
-            .raft
-            .metrics()
-            .borrow_watched()
-            .last_applied
-            .map_or(0, |l| l.index);
+        let applied = self.raft.metrics().last_applied.unwrap_or(0);
         let mut rate = self.rate.lock().unwrap();
         let (at, before, _) = *rate;
         let secs = at.elapsed().as_secs_f64();
@@ -104,15 +96,7 @@ impl Shard {
         if self.founded.load(std::sync::atomic::Ordering::Relaxed) {
             return false;
         }
-        let m = self.raft.metrics().borrow_watched().clone();
-        let fresh = m.last_log_index.is_none()
-            && m.snapshot.is_none()
-            && m.current_term == 0
-            && m.membership_config
-                .membership()
-                .voter_ids()
-                .next()
-                .is_none();
+        let fresh = self.raft.metrics().is_fresh();
         if !fresh {
             self.founded
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -121,16 +105,12 @@ impl Shard {
     }
     /// Whether node `me` (this node) leads the group now, as far as it knows.
     pub fn is_leader(&self, me: u64) -> bool {
-        self.raft.metrics().borrow_watched().current_leader == Some(me)
+        self.raft.is_leader(me)
     }
 
     /// The leader's address as this node knows it.
     pub fn leader_addr(&self) -> Option<String> {
-        let m = self.raft.metrics().borrow_watched().clone();
-        let leader = m.current_leader?;
-        m.membership_config
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
+        self.raft.metrics().leader_addr()
     }
 
     /// Proposes `request` (gathered with other writes of the group into one entry, see
@@ -141,15 +121,11 @@ impl Shard {
         self.writes.write(&self.raft, request).await
     }
 
-    pub fn write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
-        write_error(self.group, e)
-    }
-
     /// Wakes the group and, if this node leads it, makes sure it may append: see
-    /// [`renew_lease`]. Called before a membership change.
+    /// [`Group::renew_lease`]. Called before a membership change.
     pub async fn awake(&self) -> Result<()> {
         self.wake();
-        renew_lease(self.group, &self.raft).await
+        Ok(self.raft.renew_lease().await?)
     }
 
     /// Waits until this node may serve a linearizable read: it is the leader, a quorum
@@ -157,78 +133,6 @@ impl Shard {
     /// Reads share confirmation rounds (see `read_batcher`).
     pub async fn linearizable(&self) -> Result<()> {
         self.wake();
-        self.reads.wait(self.group, &self.raft).await
-    }
-}
-
-/// Makes sure a leader's quorum lease is fresh before it proposes an entry.
-///
-/// openraft refuses to append on a leader whose lease has run out — no quorum acknowledged
-/// anything it sent for `election-timeout-max` (openraft `ForwardReason::LeaseExpired`, an
-/// answer that names no leader). A quiescent group sends nothing, so its lease runs out while
-/// it sleeps: the first write after a quiet spell used to fail with "not the leader" from the
-/// leader itself. So when the last quorum acknowledgement is older than half the lease, one
-/// read-index round renews it first (a heartbeat to every follower, answered by a quorum);
-/// under load heartbeats and appends keep it fresh and this costs one metrics read. Not a
-/// leader, or a leader that cannot reach a quorum: nothing to renew, and the proposal gets
-/// openraft's own answer (a hint, or unavailable).
-pub(crate) async fn renew_lease(group: GroupId, raft: &Raft) -> Result<()> {
-    let fresh_within = raft.config().election_timeout_max / 2;
-    let stale = {
-        let m = raft.metrics();
-        let m = m.borrow_watched();
-        // A lone voter is its own quorum: openraft keeps its lease valid without acks.
-        m.state == openraft::ServerState::Leader
-            && m.membership_config
-                .membership()
-                .voter_ids()
-                .nth(1)
-                .is_some()
-            && m.last_quorum_acked
-                .as_ref()
-                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_millis(fresh_within))
-    };
-    if !stale {
-        return Ok(());
-    }
-    tracing::debug!(group, "renewing the leader lease before proposing");
-    match raft
-        .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Deposed meanwhile: the proposal will be refused with the new leader's address.
-        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => Ok(()),
-        Err(RaftError::APIError(other)) => Err(Error::Unavailable(format!(
-            "group {group}: could not confirm leadership with a quorum: {other}"
-        ))),
-        Err(RaftError::Fatal(f)) => Err(Error::Unavailable(format!(
-            "group {group} is shut down: {f}"
-        ))),
-    }
-}
-
-/// openraft's answer to a write (or membership change) of `group`, as this crate's error.
-pub(crate) fn write_error(
-    group: GroupId,
-    e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
-) -> Error {
-    if let Some(fwd) = e.forward_to_leader() {
-        if fwd.reason == ForwardReason::LeaseExpired {
-            // Still the leader, not sure of it yet (renew_lease makes this rare): retryable.
-            return Error::Unavailable(format!(
-                "group {group}: the leader's lease expired and is being renewed; retry"
-            ));
-        }
-        return Error::NotLeader {
-            leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
-        };
-    }
-    match e {
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            Error::Rejected(c.to_string())
-        }
-        RaftError::APIError(other) => Error::Unavailable(other.to_string()),
-        RaftError::Fatal(f) => Error::Unavailable(format!("group {group} is shut down: {f}")),
+        self.reads.wait(&self.raft).await
     }
 }

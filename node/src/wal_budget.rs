@@ -26,8 +26,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::async_runtime::WatchReceiver;
-
 use crate::node_state::NodeState;
 
 /// How often the WAL's size is checked.
@@ -77,12 +75,7 @@ pub(crate) async fn run(state: Arc<NodeState>) {
             };
             let (checkpoint, purged, applied) = {
                 let m = shard.raft.metrics();
-                let m = m.borrow_watched();
-                (
-                    m.snapshot.map(|s| s.index),
-                    m.purged.map(|p| p.index),
-                    m.last_applied.map_or(0, |l| l.index),
-                )
+                (m.snapshot, m.purged, m.last_applied.unwrap_or(0))
             };
             let upto = checkpoint.map_or(0, |c| c.min(last));
             if upto >= first
@@ -97,7 +90,7 @@ pub(crate) async fn run(state: Arc<NodeState>) {
                     "WAL over budget: purging"
                 );
                 purge_asked.insert(group, Instant::now());
-                let _ = shard.raft.trigger().purge_log(upto).await;
+                let _ = shard.raft.purge_log(upto).await;
             }
             if checkpoint.is_none_or(|c| c < last)
                 && applied >= first
@@ -111,7 +104,7 @@ pub(crate) async fn run(state: Arc<NodeState>) {
                     "WAL over budget: checkpointing a group that pins its oldest segment"
                 );
                 asked.insert(group, Instant::now());
-                let _ = shard.raft.trigger().snapshot().await;
+                let _ = shard.raft.trigger_checkpoint().await;
             }
         }
     }

@@ -25,12 +25,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use islab_raft::Raft;
+use islab_raft::Group;
 use islab_storage::{Command, MAX_GATHERED, Request, Response, version};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::shard::{renew_lease, write_error};
 
 /// How writes are gathered into entries (`NodeConfig::gather`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +135,7 @@ impl WriteGatherer {
 
     /// Proposes `request` (in an entry shared with whatever else is queued) and waits until
     /// it is committed and applied here. Returns its answer and its version.
-    pub async fn write(&self, raft: &Raft, request: Request) -> Result<(Response, u64)> {
+    pub async fn write(&self, raft: &Group, request: Request) -> Result<(Response, u64)> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut q = self.queue.lock().unwrap();
@@ -217,7 +216,7 @@ impl Drop for DriverSlot {
 }
 
 /// Proposes what the queue holds, one entry at a time, until it is empty.
-async fn drive(queue: Arc<Mutex<Queue>>, group: u64, limits: GatherLimits, raft: Raft) {
+async fn drive(queue: Arc<Mutex<Queue>>, group: u64, limits: GatherLimits, raft: Group) {
     let mut slot = DriverSlot {
         queue: queue.clone(),
         held: true,
@@ -236,8 +235,8 @@ async fn drive(queue: Arc<Mutex<Queue>>, group: u64, limits: GatherLimits, raft:
         let (requests, answers): (Vec<Request>, Vec<oneshot::Sender<Answer>>) =
             batch.into_iter().map(|p| (p.request, p.answer)).unzip();
         let n = requests.len();
-        if let Err(e) = renew_lease(group, &raft).await {
-            let failure = Failure::from_error(e);
+        if let Err(e) = raft.renew_lease().await {
+            let failure = Failure::from_error(e.into());
             for answer in answers {
                 let _ = answer.send(Err(failure.clone()));
             }
@@ -247,15 +246,14 @@ async fn drive(queue: Arc<Mutex<Queue>>, group: u64, limits: GatherLimits, raft:
             id: None,
             command: Command::Gathered(requests),
         };
-        match raft.client_write(entry).await {
-            Ok(written) => {
+        match raft.write(entry).await {
+            Ok((index, response)) => {
                 {
                     let mut q = queue.lock().unwrap();
                     q.entries += 1;
                     q.requests += n as u64;
                 }
-                let index = written.log_id.index;
-                match written.data {
+                match response {
                     Response::Gathered(responses) if responses.len() == n => {
                         for (position, (response, answer)) in
                             responses.into_iter().zip(answers).enumerate()
@@ -275,7 +273,7 @@ async fn drive(queue: Arc<Mutex<Queue>>, group: u64, limits: GatherLimits, raft:
                 }
             }
             Err(e) => {
-                let failure = Failure::from_error(write_error(group, e));
+                let failure = Failure::from_error(e.into());
                 for answer in answers {
                     let _ = answer.send(Err(failure.clone()));
                 }

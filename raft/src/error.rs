@@ -46,6 +46,35 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// This node does not lead the group; `leader` is the leader's address when known.
+    #[error("not the leader{}", leader.as_ref().map(|l| format!(" (leader: {l})")).unwrap_or_default())]
+    NotLeader {
+        group: GroupId,
+        leader: Option<String>,
+    },
+    /// Still the leader, but no quorum acknowledged it for a lease (openraft refuses to
+    /// append then): retry here shortly, not elsewhere.
+    #[error("group {group}: the leader's lease expired and is being renewed; retry")]
+    LeaseExpired { group: GroupId },
+    /// The group cannot do it now (no quorum, a membership change in progress): retryable.
+    #[error("{reason}")]
+    Unavailable { group: GroupId, reason: String },
+    /// A membership change that is not allowed (it would leave no quorum, names unknown
+    /// nodes, ...).
+    #[error("{reason}")]
+    MembershipRefused { group: GroupId, reason: String },
+    /// The group has members already: it was initialised before.
+    #[error("group {group} is already initialised: {reason}")]
+    AlreadyInitialised { group: GroupId, reason: String },
+    /// The group is shut down (stopped here, or stopped for good by a storage failure).
+    #[error("group {group} is shut down: {reason}")]
+    Stopped { group: GroupId, reason: String },
+    /// openraft refused to start the group.
+    #[error("openraft failed to start group {group}: {reason}")]
+    Start { group: GroupId, reason: String },
+    /// The Raft timing settings do not make sense together.
+    #[error("raft: {0}")]
+    Config(String),
     /// A blocking task (checkpoint write or load) panicked or was cancelled.
     #[error("group {group}: blocking {what} task failed: {reason}")]
     TaskFailed {

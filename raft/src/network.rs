@@ -7,16 +7,12 @@
 //!
 //! Every failure is reported to openraft as `Unreachable`, so it backs off and retries.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
-use islab_proto::raft::v1::transport_client::TransportClient;
 use islab_proto::raft::v1::{RaftReply, RaftRequest, SnapshotChunk};
-use islab_proto::v1::admin_client::AdminClient;
-use islab_raft::{Node, NodeId, Snapshot, TypeConfig, Vote};
 use islab_storage::{Checkpoint, GroupId, codec};
 use openraft::OptionalSend;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -27,76 +23,22 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
 
-use crate::cluster_id::ClusterId;
+use crate::peers::Peers;
+use crate::type_config::{Node, NodeId, Snapshot, TypeConfig, Vote};
 
 /// Bytes of checkpoint per snapshot chunk.
-pub(crate) const SNAPSHOT_CHUNK: usize = 1 << 20;
+const SNAPSHOT_CHUNK: usize = 1 << 20;
 
-/// Channels to peer nodes, shared by every group on this node.
-#[derive(Clone)]
-pub(crate) struct Peers {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
-    max_message: usize,
-    /// Advertised address → where to dial it (`NodeConfig::peer_address_map`).
-    address_map: Arc<BTreeMap<String, String>>,
-}
-
-impl Peers {
-    pub fn new(max_message: usize, address_map: BTreeMap<String, String>) -> Peers {
-        Peers {
-            channels: Arc::default(),
-            max_message,
-            address_map: Arc::new(address_map),
-        }
-    }
-
-    /// Where to dial the node the cluster knows as `addr`.
-    pub fn dial_addr<'a>(&'a self, addr: &'a str) -> &'a str {
-        self.address_map.get(addr).map_or(addr, String::as_str)
-    }
-
-    /// A Raft transport client for the node at `addr` (`host:port`), on its shared channel.
-    pub fn client(&self, addr: &str) -> Result<TransportClient<Channel>, String> {
-        Ok(TransportClient::new(self.channel(addr)?)
-            .max_decoding_message_size(self.max_message)
-            .max_encoding_message_size(self.max_message))
-    }
-
-    /// An Admin client for the node at `addr`, on the same shared channel.
-    pub fn admin(&self, addr: &str) -> Result<AdminClient<Channel>, String> {
-        Ok(AdminClient::new(self.channel(addr)?).max_decoding_message_size(self.max_message))
-    }
-
-    /// The one HTTP/2 channel to the node at `addr`, made on first use.
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
-        Ok({
-            let mut channels = self.channels.lock().unwrap();
-            match channels.get(addr) {
-                Some(c) => c.clone(),
-                None => {
-                    let dial = self.dial_addr(addr);
-                    let c = Endpoint::from_shared(format!("http://{dial}"))
-                        .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
-                        .connect_timeout(Duration::from_secs(2))
-                        .tcp_nodelay(true)
-                        .http2_keep_alive_interval(Duration::from_secs(10))
-                        .connect_lazy();
-                    channels.insert(addr.to_string(), c.clone());
-                    c
-                }
-            }
-        })
-    }
-}
+/// This node's cluster id as of now (`None` before it joined one): every message carries it.
+pub type ClusterIdSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Makes openraft's per-target network clients for one group.
-pub(crate) struct NetworkFactory {
+pub struct NetworkFactory {
     pub group: GroupId,
     pub from: NodeId,
     pub peers: Peers,
-    pub cluster: ClusterId,
+    pub cluster: ClusterIdSource,
     /// Deadline of one RPC. Not openraft's `hard_ttl` (the heartbeat interval): an
     /// AppendEntries includes the follower's fdatasync, and one slow fsync must not count as
     /// an unreachable peer (which makes openraft back off).
@@ -120,13 +62,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 /// openraft's view of one peer, for one group.
-pub(crate) struct PeerNetwork {
+pub struct PeerNetwork {
     target: NodeId,
     addr: String,
     group: GroupId,
     from: NodeId,
     peers: Peers,
-    cluster: ClusterId,
+    cluster: ClusterIdSource,
     rpc_timeout: Duration,
 }
 
@@ -144,7 +86,7 @@ enum Rpc {
 impl PeerNetwork {
     fn request(&self, payload: Vec<u8>) -> RaftRequest {
         RaftRequest {
-            cluster_id: self.cluster.get().unwrap_or_default(),
+            cluster_id: (self.cluster)().unwrap_or_default(),
             group_id: self.group,
             from: self.from,
             payload: Bytes::from(payload),
@@ -229,7 +171,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let first = SnapshotChunk {
-            cluster_id: self.cluster.get().unwrap_or_default(),
+            cluster_id: (self.cluster)().unwrap_or_default(),
             group_id: self.group,
             from: self.from,
             vote: Bytes::from(codec::encode(&vote).map_err(unreachable)?),

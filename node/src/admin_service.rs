@@ -14,11 +14,11 @@ use std::time::Duration;
 use islab_proto::v1::admin_client::AdminClient;
 use islab_proto::v1::admin_server::Admin;
 use islab_proto::v1::{
-    CreateShardsRequest, CreateShardsResponse, GroupStatus, InitRequest, InitResponse, Member,
-    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
-    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
-    MoveReplicaRequest, MoveReplicaResponse, SetFailpointRequest, SetFailpointResponse,
-    ShardListRequest, ShardListResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
+    CreateShardsRequest, CreateShardsResponse, InitRequest, InitResponse, Member, MemberAddRequest,
+    MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MoveReplicaRequest,
+    MoveReplicaResponse, SetFailpointRequest, SetFailpointResponse, ShardListRequest,
+    ShardListResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
     TransferLeaderResponse,
 };
 use islab_raft::{MembershipChange, Node};
@@ -28,6 +28,7 @@ use tonic::{Request, Response, Status};
 use crate::error::{Error, Result};
 use crate::node_state::{META_GROUP, NodeState};
 use crate::shard::Shard;
+use crate::status::{local_status, members};
 use crate::{meta, shard_list};
 
 /// Shards a cluster gets when init does not say.
@@ -39,21 +40,6 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub(crate) struct AdminService {
     pub node: Arc<NodeState>,
-}
-
-/// The members of a group as its latest membership config says.
-fn members(shard: &Shard) -> (Vec<Member>, u64) {
-    let m = shard.raft.metrics();
-    let members = m
-        .nodes
-        .iter()
-        .map(|(id, node)| Member {
-            id: *id,
-            addr: node.addr.clone(),
-            voter: m.voters.contains(id),
-        })
-        .collect();
-    (members, m.leader.unwrap_or(0))
 }
 
 impl AdminService {
@@ -118,13 +104,13 @@ impl AdminService {
 
     /// Makes a cluster id and initialises the meta group with `nodes` as voters.
     async fn init_meta(&self, shard: &Shard, nodes: BTreeMap<u64, Node>) -> Result<String> {
-        let cluster_id = self.node.cluster.create()?;
+        let cluster_id = self.node.cluster.create().await?;
         match shard.raft.initialize(nodes).await {
             Ok(()) => {}
             Err(e @ islab_raft::Error::AlreadyInitialised { .. }) => return Err(e.into()),
             Err(e) => {
                 // Nothing was initialised: forget the id so a corrected init can be tried.
-                self.node.cluster.abandon(&cluster_id)?;
+                self.node.cluster.abandon(&cluster_id).await?;
                 return Err(Error::Unavailable(format!("init failed: {e}")));
             }
         }
@@ -591,55 +577,4 @@ fn set_failpoint(req: &SetFailpointRequest) -> Result<(), Status> {
 #[cfg(not(feature = "failpoints"))]
 fn set_failpoint(_req: &SetFailpointRequest) -> Result<(), Status> {
     Err(Status::unimplemented("built without failpoints"))
-}
-
-/// This node's view of itself and of every group it holds.
-pub(crate) fn local_status(node: &NodeState) -> StatusResponse {
-    let stats = node.wal.stats();
-    let groups = node
-        .shards()
-        .iter()
-        .map(|shard| {
-            let m = shard.raft.metrics();
-            let store = shard.store.current();
-            let (members, _) = members(shard);
-            let wal_state = node.wal.log_state(shard.group);
-            let (read_requests, keys_read) = shard.reads_served();
-            let (write_entries, write_requests) = shard.writes.proposed();
-            GroupStatus {
-                group_id: shard.group,
-                role: format!("{:?}", m.role).to_lowercase(),
-                leader_id: m.leader.unwrap_or(0),
-                leader_addr: shard.leader_addr().unwrap_or_default(),
-                term: m.term,
-                last_log_index: m.last_log_index.unwrap_or(0),
-                commit_index: m.committed.unwrap_or(0),
-                applied_index: m.last_applied.unwrap_or(0),
-                checkpoint_index: m.snapshot.unwrap_or(0),
-                purged_index: wal_state.purged.map_or(0, |p| p.index),
-                keys: store.user_keys(),
-                bytes: store.user_bytes(),
-                members,
-                ops_per_sec: shard.ops_per_sec(),
-                read_requests,
-                keys_read,
-                write_entries,
-                write_requests,
-                read_rounds: shard.reads.rounds(),
-                quiesced: shard.quiet.is_quiet(),
-            }
-        })
-        .collect();
-    StatusResponse {
-        node_id: node.id(),
-        addr: node.advertise.clone(),
-        cluster_id: node.cluster.get().unwrap_or_default(),
-        durability: node.config.wal.durability.to_string(),
-        wal_bytes: stats.bytes,
-        wal_segments: stats.segments,
-        wal_fsyncs: stats.fsyncs,
-        groups,
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        epoch: node.map().map_or(0, |m| m.epoch),
-    }
 }

@@ -12,18 +12,25 @@ use islab_storage::Catalog;
 use crate::error::{Error, Result};
 
 /// This node's cluster id, shared by the services.
+///
+/// Reads are a lock away. Changes are rare (once per node, or an init that failed) and
+/// persist in the catalog first — a sled write and flush, run off the async workers — one at a
+/// time under `changing`.
 #[derive(Clone)]
 pub(crate) struct ClusterId {
     catalog: Catalog,
     id: Arc<RwLock<Option<String>>>,
+    changing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ClusterId {
+    /// Reads the id from the catalog (blocking: call it where blocking is fine).
     pub fn load(catalog: Catalog) -> Result<ClusterId> {
         let id = catalog.cluster_id()?;
         Ok(ClusterId {
             catalog,
             id: Arc::new(RwLock::new(id)),
+            changing: Arc::default(),
         })
     }
 
@@ -31,58 +38,68 @@ impl ClusterId {
         self.id.read().unwrap().clone()
     }
 
+    /// Writes `id` (or clears it) in the catalog, on a blocking thread.
+    async fn persist(&self, id: Option<String>) -> Result<()> {
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || match id {
+            Some(id) => catalog.set_cluster_id(&id),
+            None => catalog.clear_cluster_id(),
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("writing the cluster id: {e}")))??;
+        Ok(())
+    }
+
     /// Sets a fresh id for a cluster this node initialises.
-    pub fn create(&self) -> Result<String> {
-        let mut id = self.id.write().unwrap();
-        if let Some(existing) = id.as_ref() {
+    pub async fn create(&self) -> Result<String> {
+        let _changing = self.changing.lock().await;
+        if let Some(existing) = self.get() {
             return Err(Error::Rejected(format!(
                 "this node already belongs to cluster {existing}"
             )));
         }
         let new = format!("{:032x}", rand::random::<u128>());
-        self.catalog.set_cluster_id(&new)?;
-        *id = Some(new.clone());
+        self.persist(Some(new.clone())).await?;
+        *self.id.write().unwrap() = Some(new.clone());
         Ok(new)
     }
 
     /// Forgets an id made by [`ClusterId::create`] whose cluster could not be initialised.
-    pub fn abandon(&self, id: &str) -> Result<()> {
-        let mut current = self.id.write().unwrap();
-        if current.as_deref() == Some(id) {
-            self.catalog.clear_cluster_id()?;
-            *current = None;
+    pub async fn abandon(&self, id: &str) -> Result<()> {
+        let _changing = self.changing.lock().await;
+        if self.get().as_deref() == Some(id) {
+            self.persist(None).await?;
+            *self.id.write().unwrap() = None;
         }
         Ok(())
     }
 
     /// Accepts a message from cluster `theirs`: adopts it if this node has none yet.
-    pub fn accept(&self, theirs: &str) -> Result<()> {
+    pub async fn accept(&self, theirs: &str) -> Result<()> {
         if theirs.is_empty() {
             return Err(Error::Rejected("the sender names no cluster".into()));
         }
-        if let Some(ours) = self.id.read().unwrap().as_ref() {
-            return if ours == theirs {
-                Ok(())
-            } else {
-                Err(Error::WrongCluster {
-                    ours: ours.clone(),
-                    theirs: theirs.to_string(),
-                })
-            };
+        if let Some(ours) = self.get() {
+            return same(&ours, theirs);
         }
-        let mut id = self.id.write().unwrap();
-        match id.as_ref() {
-            Some(ours) if ours != theirs => Err(Error::WrongCluster {
-                ours: ours.clone(),
-                theirs: theirs.to_string(),
-            }),
-            Some(_) => Ok(()),
-            None => {
-                self.catalog.set_cluster_id(theirs)?;
-                tracing::info!(cluster = theirs, "joined cluster");
-                *id = Some(theirs.to_string());
-                Ok(())
-            }
+        let _changing = self.changing.lock().await;
+        if let Some(ours) = self.get() {
+            return same(&ours, theirs);
         }
+        self.persist(Some(theirs.to_string())).await?;
+        tracing::info!(cluster = theirs, "joined cluster");
+        *self.id.write().unwrap() = Some(theirs.to_string());
+        Ok(())
+    }
+}
+
+fn same(ours: &str, theirs: &str) -> Result<()> {
+    if ours == theirs {
+        Ok(())
+    } else {
+        Err(Error::WrongCluster {
+            ours: ours.to_string(),
+            theirs: theirs.to_string(),
+        })
     }
 }

@@ -79,10 +79,17 @@ pub(crate) async fn run(state: Arc<NodeState>) {
         }
         if let Some(step) = step {
             let state = state.clone();
-            task = Some(tokio::spawn(async move {
+            // Tracked, and cut short when the node stops: every step is safe to abandon and
+            // is found again by the next controller (here or on the next meta leader).
+            task = Some(state.tasks.clone().spawn(async move {
                 let what = format!("{step:?}");
-                if let Err(e) = step.run(&state, &meta).await {
-                    tracing::info!(step = %what, error = %e, "controller step not done; will retry");
+                tokio::select! {
+                    done = step.run(&state, &meta) => if let Err(e) = done {
+                        tracing::info!(step = %what, error = %e, "controller step not done; will retry");
+                    },
+                    _ = state.stop.cancelled() => {
+                        tracing::info!(step = %what, "controller step abandoned: the node is stopping");
+                    }
                 }
             }));
         }

@@ -24,6 +24,7 @@ use islab_storage::{Catalog, DataDir, Wal};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin_service::AdminService;
@@ -52,23 +53,13 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         config.validate()?;
         let config = Arc::new(config);
-        let data_dir = DataDir::open(&config.data_dir)?;
-        std::fs::create_dir_all(data_dir.root().join("incoming"))
-            .map_err(|e| Error::Internal(format!("creating the incoming directory: {e}")))?;
-        clear_incoming(&data_dir);
-        let catalog = Catalog::open(&data_dir.catalog_dir())?;
-        match catalog.node_id()? {
-            Some(found) if found != config.id => {
-                return Err(Error::WrongNode {
-                    dir: config.data_dir.clone(),
-                    found,
-                    configured: config.id,
-                });
-            }
-            Some(_) => {}
-            None => catalog.set_node_id(config.id)?,
-        }
-        let cluster = ClusterId::load(catalog)?;
+        // Opening the data directory, sled and the WAL block (file locks, reads, fsyncs): off
+        // the async workers.
+        let opened = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || open_data_dir(&config))
+        };
+        let (data_dir, cluster) = opened.await.map_err(|e| Error::Internal(e.to_string()))??;
 
         let wal_dir = data_dir.wal_dir();
         let wal_config = config.wal.clone();
@@ -108,11 +99,11 @@ impl Node {
 
         let stop = state.stop.clone();
         let server = tokio::spawn(serve(state.clone(), listener, stop.clone()));
-        tokio::spawn(reconciler::run(state.clone()));
-        tokio::spawn(controller::run(state.clone()));
-        tokio::spawn(quiesce::run(state.clone()));
-        tokio::spawn(wal_budget::run(state.clone()));
-        tokio::spawn(state.disk.clone().watch(stop.clone()));
+        state.tasks.spawn(reconciler::run(state.clone()));
+        state.tasks.spawn(controller::run(state.clone()));
+        state.tasks.spawn(quiesce::run(state.clone()));
+        state.tasks.spawn(wal_budget::run(state.clone()));
+        state.tasks.spawn(state.disk.clone().watch(stop.clone()));
         tracing::info!(
             node = config.id,
             %addr,
@@ -130,13 +121,25 @@ impl Node {
     }
 }
 
-/// Snapshot files half-received before a crash are of no use.
-fn clear_incoming(data_dir: &DataDir) {
-    if let Ok(entries) = std::fs::read_dir(data_dir.root().join("incoming")) {
-        for e in entries.flatten() {
-            let _ = std::fs::remove_file(e.path());
+/// Locks the data directory, clears half-received snapshots, and checks the catalog's node id
+/// (recording it on first start). Blocking.
+fn open_data_dir(config: &NodeConfig) -> Result<(DataDir, ClusterId)> {
+    let data_dir = DataDir::open(&config.data_dir)?;
+    data_dir.clear_incoming()?;
+    let catalog = Catalog::open(&data_dir.catalog_dir())?;
+    match catalog.node_id()? {
+        Some(found) if found != config.id => {
+            return Err(Error::WrongNode {
+                dir: config.data_dir.clone(),
+                found,
+                configured: config.id,
+            });
         }
+        Some(_) => {}
+        None => catalog.set_node_id(config.id)?,
     }
+    let cluster = ClusterId::load(catalog)?;
+    Ok((data_dir, cluster))
 }
 
 async fn serve(
@@ -209,17 +212,21 @@ impl NodeHandle {
         self.state.id()
     }
 
-    /// Stops accepting requests, shuts every Raft group down and flushes the WAL.
+    /// Stops accepting requests, waits for the background loops, shuts every Raft group
+    /// down, waits for their drivers, and flushes the WAL — in that order, so nothing starts
+    /// or writes to a group that is stopping, and nothing writes to the WAL once it closes.
     pub async fn shutdown(mut self) -> Result<()> {
         self.stop.cancel();
         if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+            let _ = tokio::time::timeout(SHUTDOWN_WAIT, server).await;
         }
+        wait_for(&self.state.tasks, "background loops").await;
         for shard in self.state.shards() {
             if let Err(e) = shard.raft.shutdown().await {
                 tracing::warn!(group = shard.group, error = %e, "raft shutdown");
             }
         }
+        wait_for(&self.state.drivers, "read and write drivers").await;
         let wal = self.state.wal.clone();
         tokio::task::spawn_blocking(move || wal.shutdown())
             .await
@@ -244,6 +251,24 @@ impl NodeHandle {
             return Err(Error::Unavailable(reason));
         }
         served
+    }
+}
+
+/// How long shutdown waits for each stage (the server, the loops, the drivers) to finish.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// Closes `tasks` and waits for them. Each watches the node's stop token, so this is quick;
+/// if some are still stuck after [`SHUTDOWN_WAIT`] the shutdown goes on and says so.
+async fn wait_for(tasks: &TaskTracker, what: &str) {
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_WAIT, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            still_running = tasks.len(),
+            "{what} did not finish within {SHUTDOWN_WAIT:?}; shutting down anyway"
+        );
     }
 }
 

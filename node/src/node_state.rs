@@ -11,12 +11,13 @@ use islab_raft::{Group, GroupConfig, GroupHost, LogStore, NetworkFactory, Peers,
 use islab_shardmap::ShardMap;
 use islab_storage::{DataDir, GroupId, MemStore, Wal};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cluster_id::ClusterId;
 use crate::config::NodeConfig;
 use crate::disk_space::DiskSpace;
 use crate::error::{Error, Result};
-use crate::quiesce::Liveness;
+use crate::liveness::Liveness;
 use crate::shard::Shard;
 
 /// The meta group: it replicates the node list (its membership) and the shard map. Every node
@@ -44,6 +45,12 @@ pub(crate) struct NodeState {
     nodes: RwLock<Arc<BTreeMap<u64, String>>>,
     /// Which peers pinged lately, and which of their groups are quiescent.
     pub liveness: Liveness,
+    /// The node's background loops and what they start: awaited on shutdown before any group
+    /// stops, so none starts a group or writes to one behind the shutdown's back.
+    pub tasks: TaskTracker,
+    /// Each group's read and write drivers: they end once their group's Raft stops, and are
+    /// awaited before the WAL closes.
+    pub drivers: TaskTracker,
 }
 
 impl NodeState {
@@ -73,6 +80,8 @@ impl NodeState {
             map: RwLock::default(),
             nodes: RwLock::default(),
             liveness: Liveness::default(),
+            tasks: TaskTracker::new(),
+            drivers: TaskTracker::new(),
         }
     }
 
@@ -131,8 +140,7 @@ impl NodeState {
     /// (The transport asks through [`GroupHost`].)
     pub fn incoming_path(&self, group: GroupId) -> PathBuf {
         self.data_dir
-            .root()
-            .join("incoming")
+            .incoming_dir()
             .join(format!("{group}-{:016x}.ckpt", rand::random::<u64>()))
     }
 
@@ -164,7 +172,13 @@ impl NodeState {
             rpc_timeout: Duration::from_millis(config.raft.election_timeout_min_ms),
         };
         let raft = Group::start(group, &timing, network, log_store, state_machine).await?;
-        let shard = Arc::new(Shard::new(group, raft, store, config.gather.limits()));
+        let shard = Arc::new(Shard::new(
+            group,
+            raft,
+            store,
+            config.gather.limits(),
+            self.drivers.clone(),
+        ));
         // Two starters racing: keep the first, shut the second down.
         let (kept, lost) = {
             let mut groups = self.groups.write().unwrap();
@@ -179,7 +193,7 @@ impl NodeState {
         if let Some(lost) = lost {
             let _ = lost.raft.shutdown().await;
         } else {
-            tokio::spawn(watch_fatal(self.clone(), kept.clone()));
+            self.tasks.spawn(watch_fatal(self.clone(), kept.clone()));
             tracing::info!(group, "group started");
         }
         Ok(kept)
@@ -226,8 +240,11 @@ async fn watch_fatal(state: Arc<NodeState>, shard: Arc<Shard>) {
 
 /// What the Raft transport's server side asks of this node.
 impl GroupHost for NodeState {
-    fn accept(&self, cluster_id: &str) -> std::result::Result<(), String> {
-        self.cluster.accept(cluster_id).map_err(|e| e.to_string())
+    async fn accept(&self, cluster_id: &str) -> std::result::Result<(), String> {
+        self.cluster
+            .accept(cluster_id)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn group(&self, id: GroupId) -> std::result::Result<Group, String> {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use islab_raft::Group;
 use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 
@@ -45,12 +46,20 @@ struct Rounds {
 }
 
 /// The read rounds of one group.
-#[derive(Default)]
 pub(crate) struct ReadBatcher {
     rounds: Arc<Mutex<Rounds>>,
+    drivers: TaskTracker,
 }
 
 impl ReadBatcher {
+    /// Rounds are driven by tasks of `drivers`.
+    pub fn new(drivers: TaskTracker) -> ReadBatcher {
+        ReadBatcher {
+            rounds: Arc::default(),
+            drivers,
+        }
+    }
+
     /// Read-index rounds run since the group started here.
     pub fn rounds(&self) -> u64 {
         self.rounds.lock().unwrap().count
@@ -67,7 +76,7 @@ impl ReadBatcher {
         if start {
             // A task drives rounds until nobody waits (a reader driving them itself would wait
             // as long as the load lasts).
-            tokio::spawn(drive(self.rounds.clone(), raft.clone()));
+            self.drivers.spawn(drive(self.rounds.clone(), raft.clone()));
         }
         match rx.await {
             Ok(result) => result.map_err(Error::from),

@@ -11,9 +11,10 @@ use std::time::Instant;
 use islab_raft::{Group, StoreSlot};
 use islab_storage::{GroupId, Request, Response};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::Result;
-use crate::quiesce::Quiet;
+use crate::quiet::Quiet;
 use crate::read_batcher::ReadBatcher;
 use crate::write_gatherer::{GatherLimits, WriteGatherer};
 
@@ -39,13 +40,20 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub fn new(group: GroupId, raft: Group, store: StoreSlot, gather: GatherLimits) -> Shard {
+    /// `drivers` tracks the tasks that drive its read rounds and write entries.
+    pub fn new(
+        group: GroupId,
+        raft: Group,
+        store: StoreSlot,
+        gather: GatherLimits,
+        drivers: TaskTracker,
+    ) -> Shard {
         Shard {
             group,
             raft,
             store,
-            reads: ReadBatcher::default(),
-            writes: WriteGatherer::new(group, gather),
+            reads: ReadBatcher::new(drivers.clone()),
+            writes: WriteGatherer::new(group, gather, drivers),
             stopping: CancellationToken::new(),
             rate: Mutex::new((Instant::now(), 0, 0.0)),
             quiet: Quiet::default(),
@@ -119,6 +127,11 @@ impl Shard {
     pub async fn write(&self, request: Request) -> Result<(Response, u64)> {
         self.wake();
         self.writes.write(&self.raft, request).await
+    }
+
+    /// Resumes heartbeats if they were paused (see `quiesce`): before every request.
+    pub fn wake(&self) {
+        self.quiet.wake(&self.raft);
     }
 
     /// Wakes the group and, if this node leads it, makes sure it may append: see

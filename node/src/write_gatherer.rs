@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use islab_raft::Group;
 use islab_storage::{Command, MAX_GATHERED, Request, Response, version};
 use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 
@@ -100,6 +101,7 @@ pub(crate) struct WriteGatherer {
     group: u64,
     limits: GatherLimits,
     queue: Arc<Mutex<Queue>>,
+    drivers: TaskTracker,
 }
 
 /// Key and value bytes a command carries: what bounds an entry's size.
@@ -115,7 +117,8 @@ fn size(command: &Command) -> usize {
 }
 
 impl WriteGatherer {
-    pub fn new(group: u64, limits: GatherLimits) -> WriteGatherer {
+    /// Entries are proposed by tasks of `drivers`.
+    pub fn new(group: u64, limits: GatherLimits, drivers: TaskTracker) -> WriteGatherer {
         WriteGatherer {
             group,
             limits: GatherLimits {
@@ -124,6 +127,7 @@ impl WriteGatherer {
                 ..limits
             },
             queue: Arc::default(),
+            drivers,
         }
     }
 
@@ -157,7 +161,7 @@ impl WriteGatherer {
             start
         };
         if start {
-            tokio::spawn(drive(
+            self.drivers.spawn(drive(
                 self.queue.clone(),
                 self.group,
                 self.limits,

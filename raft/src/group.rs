@@ -25,7 +25,10 @@ use crate::group_metrics::{GroupMetrics, MetricsWatch};
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
 use crate::state_machine::StateMachine;
-use crate::type_config::{Node, NodeId, Raft, TypeConfig};
+use crate::type_config::{Node, NodeId, TypeConfig};
+
+/// openraft's handle of one group, of our types.
+type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
 /// Raft timing and log settings, the same for every group of a node.
 #[derive(Clone, Debug)]

@@ -24,7 +24,7 @@
 //! - `peers` — [`Peers`]: one gRPC channel per peer node, shared by every group
 //! - `transport_service` — the transport's server side: [`TransportService`] over a
 //!   [`GroupHost`] (the node)
-//! - `type_config` — [`TypeConfig`] and the aliases ([`LogId`], [`Vote`], [`Entry`], [`Raft`], …)
+//! - `type_config` — [`TypeConfig`] and the aliases ([`LogId`], [`Vote`], [`Entry`], …)
 //! - `encoding` — openraft values ⇄ WAL records, vote/committed blobs, checkpoint membership
 //! - `log_store` — [`LogStore`]: `RaftLogStorage` over the WAL; durability callbacks
 //! - `log_reader` — [`LogReader`]: `RaftLogReader` for replication and apply
@@ -63,6 +63,6 @@ pub use crate::state_machine::StateMachine;
 pub use crate::store_slot::StoreSlot;
 pub use crate::transport_service::{GroupHost, TransportService};
 pub use crate::type_config::{
-    CommittedLeaderId, Entry, EntryPayload, LogId, LogState, Membership, Node, NodeId, Raft,
-    Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
+    CommittedLeaderId, Entry, EntryPayload, LogId, LogState, Membership, Node, NodeId, Snapshot,
+    SnapshotMeta, StoredMembership, TypeConfig, Vote,
 };

@@ -24,8 +24,9 @@ use crate::type_config::{Snapshot, SnapshotMeta, TypeConfig, Vote};
 /// What the transport asks of the node that hosts the groups. Refusals are sent back to the
 /// peer as text.
 pub trait GroupHost: Send + Sync + 'static {
-    /// Accepts a message from cluster `cluster_id` (adopting it if this node has none yet).
-    fn accept(&self, cluster_id: &str) -> Result<(), String>;
+    /// Accepts a message from cluster `cluster_id` (adopting it if this node has none yet,
+    /// which writes to disk: hence async).
+    fn accept(&self, cluster_id: &str) -> impl Future<Output = Result<(), String>> + Send;
     /// The running group `id`.
     fn group(&self, id: GroupId) -> Result<Group, String>;
     /// A fresh path to receive a snapshot of `group` in, before it is installed.
@@ -64,19 +65,19 @@ fn refuse(e: String) -> Result<Response<RaftReply>, Status> {
 
 impl<H: GroupHost> TransportService<H> {
     /// The group a peer's message is for, once its cluster id checks out.
-    fn accept(&self, cluster_id: &str, group: u64) -> Result<Group> {
-        self.host.accept(cluster_id)?;
+    async fn accept(&self, cluster_id: &str, group: u64) -> Result<Group> {
+        self.host.accept(cluster_id).await?;
         self.host.group(group)
     }
 
     /// The group a peer's message is for and its decoded payload, or why it is refused.
-    fn open<T: DeserializeOwned>(
+    async fn open<T: DeserializeOwned>(
         &self,
         request: Request<RaftRequest>,
         what: &str,
     ) -> Result<(Group, T)> {
         let r = request.into_inner();
-        let group = self.accept(&r.cluster_id, r.group_id)?;
+        let group = self.accept(&r.cluster_id, r.group_id).await?;
         let payload = codec::decode(&r.payload).map_err(|e| format!("{what}: {e}"))?;
         Ok((group, payload))
     }
@@ -88,11 +89,13 @@ impl<H: GroupHost> Transport for TransportService<H> {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let (group, rpc) =
-            match self.open::<AppendEntriesRequest<TypeConfig>>(request, "append entries") {
-                Ok(x) => x,
-                Err(e) => return refuse(e),
-            };
+        let (group, rpc) = match self
+            .open::<AppendEntriesRequest<TypeConfig>>(request, "append entries")
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => return refuse(e),
+        };
         reply(
             group
                 .raft()
@@ -103,7 +106,7 @@ impl<H: GroupHost> Transport for TransportService<H> {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let (group, rpc) = match self.open::<VoteRequest<TypeConfig>>(request, "vote") {
+        let (group, rpc) = match self.open::<VoteRequest<TypeConfig>>(request, "vote").await {
             Ok(x) => x,
             Err(e) => return refuse(e),
         };
@@ -114,6 +117,7 @@ impl<H: GroupHost> Transport for TransportService<H> {
         let r = request.into_inner();
         self.host
             .accept(&r.cluster_id)
+            .await
             .map_err(Status::failed_precondition)?;
         self.host.ping(r);
         Ok(Response::new(PingReply {}))
@@ -123,11 +127,13 @@ impl<H: GroupHost> Transport for TransportService<H> {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let (group, req) =
-            match self.open::<TransferLeaderRequest<TypeConfig>>(request, "transfer leader") {
-                Ok(x) => x,
-                Err(e) => return refuse(e),
-            };
+        let (group, req) = match self
+            .open::<TransferLeaderRequest<TypeConfig>>(request, "transfer leader")
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => return refuse(e),
+        };
         reply(
             group
                 .raft()
@@ -147,7 +153,7 @@ impl<H: GroupHost> Transport for TransportService<H> {
             Some(Err(s)) => return Err(s),
             None => return refuse("empty snapshot stream".into()),
         };
-        let group = match self.accept(&first.cluster_id, first.group_id) {
+        let group = match self.accept(&first.cluster_id, first.group_id).await {
             Ok(g) => g,
             Err(e) => return refuse(e),
         };

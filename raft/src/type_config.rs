@@ -10,8 +10,6 @@
 use islab_storage::{Checkpoint, Request, Response};
 use openraft::type_config::alias;
 
-use crate::state_machine::StateMachine;
-
 /// A node's id in the cluster.
 pub type NodeId = u64;
 
@@ -50,5 +48,3 @@ pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = alias::SnapshotOf<TypeConfig, Checkpoint>;
 /// The first and last log ids a log store holds.
 pub type LogState = openraft::storage::LogState<TypeConfig>;
-/// The handle of one shard's Raft group.
-pub type Raft = openraft::Raft<TypeConfig, StateMachine>;

@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use islab_raft::{
-    LogStore, Node, NodeId, Raft, Snapshot, StateMachine, StoreSlot, TypeConfig, Vote,
-};
+use islab_raft::{LogStore, Node, NodeId, Snapshot, StateMachine, StoreSlot, TypeConfig, Vote};
 use islab_storage::{Checkpoint, Command, MemStore, Request, Response, Wal, WalConfig};
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
@@ -23,6 +21,9 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{Config, OptionalSend, ServerState, SnapshotPolicy};
+
+/// The raw openraft handle: this test drives groups without `islab_raft::Group`.
+type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
 const GROUP: u64 = 3;
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));

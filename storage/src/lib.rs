@@ -10,6 +10,7 @@
 //! # Layout
 //!
 //! - `wal` — the [`Wal`] handle: append / truncate / purge / vote per group, reads, GC.
+//! - `wal_shared` — what the handle and the writer share: state, queue, counters.
 //! - `writer` — the thread that group-commits and rotates segments.
 //! - `recovery` — rebuilding the index at open: CRCs, torn tails, corruption modes.
 //! - `record`, `segment` — the on-disk framing of records and segment files.
@@ -40,6 +41,7 @@ mod recovery;
 mod segment;
 pub mod sim;
 mod wal;
+mod wal_shared;
 mod writer;
 
 use bytes::Bytes;
@@ -63,7 +65,8 @@ pub use segment::{
     HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header as decode_segment_header,
     encode_header as encode_segment_header, parse_segment_name, segment_name,
 };
-pub use wal::{Callback, Wal, WalStats};
+pub use wal::{Wal, WalStats};
+pub use wal_shared::Callback;
 
 /// Identifies a Raft group (a shard; group 0 is the meta group).
 pub type GroupId = u64;

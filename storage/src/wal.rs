@@ -24,8 +24,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -39,17 +39,9 @@ use crate::group_log::{GroupLog, Loc};
 use crate::record::{Decoded, Record, decode};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{SEGMENT_HEADER_LEN, segment_path};
-use crate::writer::{self, Msg, Op};
+use crate::wal_shared::{CACHE_OVERHEAD, Callback, Counters, Msg, Op, Shared, State};
+use crate::writer;
 use crate::{GroupId, LogPos, LogRecord, LogState};
-
-/// Bookkeeping bytes charged to the cache budget per cached entry, so many tiny entries cannot
-/// hold far more memory than the budget says.
-pub(crate) const CACHE_OVERHEAD: usize = 64;
-
-/// Called once with the fate of a submission: `Ok` when durable (sync) or written (async).
-/// Callbacks run on the writer thread: they must be quick and must not wait on the WAL
-/// (no `flush` from inside one).
-pub type Callback = Box<dyn FnOnce(Result<()>) + Send + 'static>;
 
 /// Counters for status pages and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,54 +53,6 @@ pub struct WalStats {
     pub fsyncs: u64,
     pub batches: u64,
     pub groups: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub entries: AtomicU64,
-    pub fsyncs: AtomicU64,
-    pub batches: AtomicU64,
-}
-
-/// State shared by handles and the writer.
-pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub fs: Arc<dyn FileSystem>,
-    pub config: WalConfig,
-    pub state: Mutex<State>,
-    pub counters: Counters,
-}
-
-pub(crate) struct State {
-    pub groups: HashMap<GroupId, GroupLog>,
-    /// Segment receiving new frames and the bytes reserved in it (header included).
-    pub active: u64,
-    pub active_len: u64,
-    /// Open segment files, for reads. The writer adds new ones; GC removes deleted ones.
-    pub files: BTreeMap<u64, Arc<dyn WalFile>>,
-    /// Sizes of segment files (for stats).
-    pub sizes: BTreeMap<u64, u64>,
-    /// Cached payloads in submission order: (group, index, segment, offset, bytes).
-    pub cache: VecDeque<(GroupId, u64, u64, u64, usize)>,
-    pub cache_bytes: usize,
-    pub segment_size: u64,
-    pub failed: Option<String>,
-    pub closed: bool,
-    pub tx: mpsc::Sender<Msg>,
-}
-
-impl State {
-    fn check(&self) -> Result<()> {
-        if let Some(reason) = &self.failed {
-            return Err(Error::WalFailed {
-                reason: reason.clone(),
-            });
-        }
-        if self.closed {
-            return Err(Error::Shutdown);
-        }
-        Ok(())
-    }
 }
 
 /// A handle to the node's WAL. Cheap to clone; the writer stops when the last clone drops.

@@ -19,27 +19,7 @@ use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::fs::WalFile;
 use crate::segment::{SEGMENT_HEADER_LEN, encode_header, segment_path};
-use crate::wal::{CACHE_OVERHEAD, Callback, Shared};
-
-/// Frames for one segment at one offset, and what they change.
-pub(crate) struct Op {
-    pub segment: u64,
-    pub offset: u64,
-    pub bytes: Vec<u8>,
-    /// Entries these frames add to `segment`.
-    pub adds: u64,
-    /// (segment, entries) that stop being live once these frames are written.
-    pub drops: Vec<(u64, u64)>,
-    pub done: Option<Callback>,
-}
-
-pub(crate) enum Msg {
-    Op(Op),
-    /// Run the callback once everything before it is durable (forces an fsync in async mode).
-    Flush(Callback),
-    /// Flush, run the callback, exit.
-    Shutdown(Callback),
-}
+use crate::wal_shared::{CACHE_OVERHEAD, Msg, Shared};
 
 /// Most messages taken in one turn; bounds the latency of the first one in a burst.
 const MAX_BATCH: usize = 8192;

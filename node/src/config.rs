@@ -154,8 +154,8 @@ impl Default for Gathering {
 }
 
 impl Gathering {
-    pub(crate) fn limits(&self) -> crate::write_gatherer::GatherLimits {
-        crate::write_gatherer::GatherLimits {
+    pub(crate) fn limits(&self) -> crate::shard::write_gatherer::GatherLimits {
+        crate::shard::write_gatherer::GatherLimits {
             max_requests: self.max_requests,
             max_bytes: self.max_bytes,
             max_in_flight: self.max_in_flight,

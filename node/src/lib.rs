@@ -8,38 +8,37 @@
 //! # Layout
 //!
 //! - `config` — [`NodeConfig`], [`Limits`], [`RaftTiming`]: plain data, validated once.
-//! - `node` — [`Node::start`] and [`NodeHandle`].
-//! - `node_state`, `shard` — what the services share; one Raft group and its error mapping.
-//! - `read_batcher` — linearizable reads sharing read-index rounds.
-//! - `write_gatherer` — writes of any client sharing Raft entries.
-//! - `kv_service`, `admin_service` — the gRPC services (the Raft transport is islab-raft's).
-//! - `cluster_id` — which cluster this node belongs to; refusing others.
-//! - `validate` — request limits.
 //! - `error` — [`Error`], and its one conversion to `tonic::Status`.
+//! - `node` — [`Node::start`] and [`NodeHandle`]: opening, serving, shutting down in order.
+//! - `node_state` — what the services and loops share: identity, WAL, groups, shard map.
+//! - `cluster_id` — which cluster this node belongs to; refusing others.
+//! - `meta` — the meta group's state: the node list and the shard map.
+//! - `disk_space` — free space on the data directory; client writes refused when low.
+//! - `liveness` — what peers' pings said: who is alive, which groups each leads and keeps quiet.
+//! - `shard` — one Raft group on this node, with what runs beside it:
+//!   `shard::write_gatherer` (writes of any client sharing Raft entries),
+//!   `shard::read_batcher` (linearizable reads sharing read-index rounds),
+//!   `shard::quiet` (its quiescence state).
+//! - `kv` — the data API: `kv::service`, `kv::route`, `kv::convert`, `kv::validate`.
+//! - `admin` — the operator API: `admin::service`, `admin::membership`, `admin::status`,
+//!   `admin::shard_list` (the Raft transport's service is islab-raft's).
+//! - `control` — background loops: `control::controller`, `control::reconciler`,
+//!   `control::quiesce`, `control::wal_budget`.
 
-mod admin_service;
+mod admin;
 mod cluster_id;
 mod config;
-mod controller;
+mod control;
 mod disk_space;
 mod error;
-mod kv_service;
+mod kv;
 mod liveness;
 mod meta;
 mod node;
 mod node_state;
-mod quiesce;
-mod quiet;
-mod read_batcher;
-mod reconciler;
 mod shard;
-mod shard_list;
-mod status;
-mod validate;
-mod wal_budget;
-mod write_gatherer;
 
-pub use admin_service::{DEFAULT_REPLICATION, DEFAULT_SHARDS};
+pub use admin::service::{DEFAULT_REPLICATION, DEFAULT_SHARDS};
 pub use config::{Gathering, Limits, NodeConfig, RaftTiming};
 pub use error::{Error, Result};
 pub use node::{Node, NodeHandle};

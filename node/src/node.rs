@@ -27,13 +27,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 
-use crate::admin_service::AdminService;
+use crate::admin::service::AdminService;
 use crate::cluster_id::ClusterId;
 use crate::config::NodeConfig;
+use crate::control::{controller, quiesce, reconciler, wal_budget};
 use crate::error::{Error, Result};
-use crate::kv_service::KvService;
+use crate::kv::service::KvService;
 use crate::node_state::{META_GROUP, NodeState};
-use crate::{controller, quiesce, reconciler, wal_budget};
 
 /// Entry point: [`Node::start`].
 pub struct Node;
@@ -275,5 +275,137 @@ async fn wait_for(tasks: &TaskTracker, what: &str) {
 impl Drop for NodeHandle {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use islab_proto::v1::admin_client::AdminClient;
+    use islab_proto::v1::kv_client::KvClient;
+    use islab_proto::v1::{GetRequest, InitRequest, Member, PutRequest, ReadConsistency};
+
+    use super::*;
+
+    /// Shutdown returns only once every loop it started and every group's driver has
+    /// finished (writes in flight while it runs): nothing of the node is left running to
+    /// touch the closed WAL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_waits_for_every_loop_and_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig {
+            id: 1,
+            data_dir: dir.path().join("n1"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let node = Node::start(config).await.expect("node starts");
+        let addr = format!("http://{}", node.advertise_addr());
+        let mut admin = AdminClient::connect(addr.clone()).await.unwrap();
+        admin
+            .init(InitRequest {
+                members: vec![Member {
+                    id: 1,
+                    addr: node.advertise_addr().to_string(),
+                    voter: true,
+                }],
+                shards: 2,
+                replication: 1,
+            })
+            .await
+            .expect("init");
+        // Writes and linearizable reads, so the groups' gatherers and read rounds have run.
+        let mut kv = KvClient::connect(addr).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for i in 0..20 {
+            let key = format!("k{i}");
+            loop {
+                let put = kv
+                    .put(PutRequest {
+                        key: key.clone().into(),
+                        value: "v".into(),
+                        ..Default::default()
+                    })
+                    .await;
+                let got = match put {
+                    Ok(_) => {
+                        kv.get(GetRequest {
+                            key: key.clone().into(),
+                            consistency: ReadConsistency::Linearizable as i32,
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match got {
+                    Ok(r) => {
+                        assert!(r.get_ref().found, "{key} written and not found");
+                        break;
+                    }
+                    // Shards are still electing their first leader.
+                    Err(e) if e.code() == tonic::Code::Unavailable => {
+                        assert!(Instant::now() < deadline, "{key} not served: {e:?}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("{key}: {e:?}"),
+                }
+            }
+        }
+        let state = node.state.clone();
+        assert!(!state.tasks.is_empty(), "the background loops run");
+        // Writers keep the gatherers' drivers busy while the node shuts down.
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let mut kv = kv.clone();
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        let put = PutRequest {
+                            key: format!("w{w}-{i}").into(),
+                            value: "v".into(),
+                            ..Default::default()
+                        };
+                        if kv.put(put).await.is_err() {
+                            return i;
+                        }
+                    }
+                    unreachable!()
+                })
+            })
+            .collect();
+        // One slow finisher in each tracker: shutdown must wait for it, not just cancel it.
+        let loop_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let driver_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for (tracker, done) in [(&state.tasks, &loop_done), (&state.drivers, &driver_done)] {
+            let (stop, done) = (state.stop.clone(), done.clone());
+            tracker.spawn(async move {
+                stop.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+
+        node.shutdown().await.expect("shutdown");
+        assert!(
+            loop_done.load(std::sync::atomic::Ordering::SeqCst),
+            "shutdown did not wait for a loop"
+        );
+        assert!(
+            driver_done.load(std::sync::atomic::Ordering::SeqCst),
+            "shutdown did not wait for a driver"
+        );
+        for w in writers {
+            w.await.expect("a writer stops at the first refused write");
+        }
+        assert!(
+            state.tasks.is_closed() && state.tasks.is_empty(),
+            "loops left running: {}",
+            state.tasks.len()
+        );
+        assert!(
+            state.drivers.is_closed() && state.drivers.is_empty(),
+            "drivers left running: {}",
+            state.drivers.len()
+        );
     }
 }

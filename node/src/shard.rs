@@ -14,9 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::Result;
-use crate::quiet::Quiet;
-use crate::read_batcher::ReadBatcher;
-use crate::write_gatherer::{GatherLimits, WriteGatherer};
+
+pub(crate) mod quiet;
+pub(crate) mod read_batcher;
+pub(crate) mod write_gatherer;
+
+use quiet::Quiet;
+use read_batcher::ReadBatcher;
+use write_gatherer::{GatherLimits, WriteGatherer};
 
 /// A running Raft group.
 pub(crate) struct Shard {

@@ -28,11 +28,11 @@ use islab_shardmap::ShardMap;
 use islab_shardmap::placement::{self, Move};
 use tokio::task::JoinHandle;
 
+use crate::admin::shard_list::{self, View};
 use crate::error::{Error, Result};
 use crate::meta;
 use crate::node_state::NodeState;
 use crate::shard::Shard;
-use crate::shard_list::{self, View};
 
 const TICK: Duration = Duration::from_millis(500);
 /// After a round that found nothing to do, the controller looks again this much later:

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use islab_proto::v1::admin_client::AdminClient;
 use islab_proto::v1::admin_server::Admin;
 use islab_proto::v1::{
     CreateShardsRequest, CreateShardsResponse, InitRequest, InitResponse, Member, MemberAddRequest,
@@ -25,11 +24,12 @@ use islab_raft::{MembershipChange, Node};
 use islab_shardmap::ShardMap;
 use tonic::{Request, Response, Status};
 
+use crate::admin::status::{local_status, members};
+use crate::admin::{membership, shard_list};
 use crate::error::{Error, Result};
+use crate::meta;
 use crate::node_state::{META_GROUP, NodeState};
 use crate::shard::Shard;
-use crate::status::{local_status, members};
-use crate::{meta, shard_list};
 
 /// Shards a cluster gets when init does not say.
 pub const DEFAULT_SHARDS: u32 = 8;
@@ -63,58 +63,8 @@ impl AdminService {
         Ok(shard)
     }
 
-    /// Asks the node at `addr` who it is, so a wrong address or a node of another cluster is
-    /// refused before it becomes a member.
-    async fn probe(&self, id: u64, addr: &str) -> Result<()> {
-        let unreachable =
-            |e: String| Error::Rejected(format!("cannot reach node {id} at {addr} to add it: {e}"));
-        let dial = self.node.peers.dial_addr(addr);
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{dial}"))
-            .map_err(|e| Error::InvalidArgument(format!("bad address {addr:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(5));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = AdminClient::new(channel)
-            .status(StatusRequest {})
-            .await
-            .map_err(|e| unreachable(e.message().to_string()))?
-            .into_inner();
-        if status.node_id != id {
-            return Err(Error::Rejected(format!(
-                "the node at {addr} is node {}, not node {id}",
-                status.node_id
-            )));
-        }
-        let ours = self.node.cluster.get().unwrap_or_default();
-        if !status.cluster_id.is_empty() && status.cluster_id != ours {
-            return Err(Error::Rejected(format!(
-                "node {id} at {addr} belongs to another cluster ({}); give it an empty data directory",
-                status.cluster_id
-            )));
-        }
-        Ok(())
-    }
-
     fn member_list(shard: &Shard) -> Vec<Member> {
         members(shard).0
-    }
-
-    /// Makes a cluster id and initialises the meta group with `nodes` as voters.
-    async fn init_meta(&self, shard: &Shard, nodes: BTreeMap<u64, Node>) -> Result<String> {
-        let cluster_id = self.node.cluster.create().await?;
-        match shard.raft.initialize(nodes).await {
-            Ok(()) => {}
-            Err(e @ islab_raft::Error::AlreadyInitialised { .. }) => return Err(e.into()),
-            Err(e) => {
-                // Nothing was initialised: forget the id so a corrected init can be tried.
-                self.node.cluster.abandon(&cluster_id).await?;
-                return Err(Error::Unavailable(format!("init failed: {e}")));
-            }
-        }
-        Ok(cluster_id)
     }
 
     /// Data shard `id`, if this node leads it (awake: a change follows).
@@ -126,18 +76,6 @@ impl AdminService {
         let shard = Self::led(shard, self.node.id())?;
         shard.awake().await?;
         Ok(shard)
-    }
-
-    /// Takes node `id` off the map's draining list, if it is on it.
-    async fn undrain(meta: &Shard, id: u64) -> Result<()> {
-        if let Some((map, version)) = meta::read_map(meta)?
-            && map.is_draining(id)
-        {
-            let mut next = map.next_epoch();
-            next.draining.retain(|n| *n != id);
-            meta::propose_map(meta, Some(version), &next).await?;
-        }
-        Ok(())
     }
 
     /// A request for a shard this node holds no replica of: point at one that does.
@@ -156,33 +94,6 @@ impl AdminService {
             },
             None => Error::NoSuchGroup(shard),
         }
-    }
-
-    /// Marks `id` draining and fails with a retryable error until no shard has a replica on
-    /// it any more (the controller moves them).
-    async fn drain(&self, meta: &Shard, id: u64) -> Result<()> {
-        let Some((map, version)) = meta::read_map(meta)? else {
-            return Ok(());
-        };
-        let left = map.shards_of(id).count();
-        if left == 0 {
-            return Ok(());
-        }
-        let members = meta::members(meta);
-        if members.keys().all(|m| *m == id || map.is_draining(*m)) {
-            return Err(Error::Rejected(format!(
-                "node {id} is the last node that could hold the data; add another first"
-            )));
-        }
-        if !map.is_draining(id) {
-            let mut next = map.next_epoch();
-            next.draining.push(id);
-            meta::propose_map(meta, Some(version), &next).await?;
-            tracing::info!(node = id, "draining");
-        }
-        Err(Error::Unavailable(format!(
-            "node {id} is draining: {left} replicas still to move off; retry to finish the removal"
-        )))
     }
 }
 
@@ -241,7 +152,7 @@ impl Admin for AdminService {
         let cluster_id = match unfinished {
             // An init that stopped before the shards were created: finish it.
             Some(id) => id,
-            None => self.init_meta(&shard, nodes).await?,
+            None => membership::init_meta(&self.node, &shard, nodes).await?,
         };
         // The first shard map is written by the meta leader, wherever the election put it.
         let create = CreateShardsRequest {
@@ -318,14 +229,14 @@ impl Admin for AdminService {
             ))
             .into());
         }
-        self.probe(r.id, &r.addr).await?;
+        membership::probe(&self.node, r.id, &r.addr).await?;
         shard
             .raft
             .add_learner(r.id, r.addr, true)
             .await
             .map_err(Error::from)?;
         // A node that comes back under the id of one removed earlier takes replicas again.
-        Self::undrain(&shard, r.id).await?;
+        membership::undrain(&shard, r.id).await?;
         Ok(Response::new(MemberAddResponse {
             members: Self::member_list(&shard),
         }))
@@ -369,7 +280,7 @@ impl Admin for AdminService {
         let id = req.into_inner().id;
         let shard = self.leader()?;
         if Self::member_list(&shard).iter().any(|m| m.id == id) {
-            self.drain(&shard, id).await?;
+            membership::drain(&shard, id).await?;
         }
         let change = match Self::member_list(&shard).iter().find(|m| m.id == id) {
             // Idempotent: already gone (perhaps by this very request, resent).
@@ -389,7 +300,7 @@ impl Admin for AdminService {
         // The node is gone: it need not be marked draining any more. Best effort: the removal
         // itself is done (if this node removed itself it leads no more), and a stale entry only
         // names a node that is no member.
-        if let Err(e) = Self::undrain(&shard, id).await {
+        if let Err(e) = membership::undrain(&shard, id).await {
             tracing::warn!(node = id, error = %e, "clearing the draining mark");
         }
         Ok(Response::new(MemberRemoveResponse {

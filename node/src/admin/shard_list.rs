@@ -8,9 +8,9 @@ use islab_proto::v1::{
     Entropy, GroupStatus, ShardListResponse, ShardRow, StatusRequest, StatusResponse,
 };
 
+use crate::admin::status::local_status;
 use crate::error::{Error, Result};
 use crate::node_state::{META_GROUP, NodeState};
-use crate::status::local_status;
 
 /// How long a node has to answer a status request.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);

@@ -9,9 +9,11 @@
 //!
 //! # Layout
 //!
-//! - `wal` — the [`Wal`] handle: append / truncate / purge / vote per group, reads, GC.
-//! - `wal_shared` — what the handle and the writer share: state, queue, counters.
-//! - `writer` — the thread that group-commits and rotates segments.
+//! - `wal` — the [`Wal`] handle: open, append / truncate / purge / vote per group, flush.
+//!   - `wal::read` — reading entries back, from the cache or the segment files.
+//!   - `wal::submission` — reserving log space (rotating segments) and queueing to the writer.
+//!   - `wal::shared` — what the handle and the writer share: state, queue, counters.
+//!   - `wal::writer` — the thread that group-commits, rotates segments and deletes old ones.
 //! - `recovery` — rebuilding the index at open: CRCs, torn tails, corruption modes.
 //! - `record`, `segment` — the on-disk framing of records and segment files.
 //! - `group_log` — one group's in-memory log index.
@@ -41,8 +43,6 @@ mod recovery;
 mod segment;
 pub mod sim;
 mod wal;
-mod wal_shared;
-mod writer;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -65,8 +65,7 @@ pub use segment::{
     HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header as decode_segment_header,
     encode_header as encode_segment_header, parse_segment_name, segment_name,
 };
-pub use wal::{Wal, WalStats};
-pub use wal_shared::Callback;
+pub use wal::{Callback, Wal, WalStats};
 
 /// Identifies a Raft group (a shard; group 0 is the meta group).
 pub type GroupId = u64;

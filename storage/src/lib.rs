@@ -18,8 +18,11 @@
 //! - `record`, `segment` — the on-disk framing of records and segment files.
 //! - `group_log` — one group's in-memory log index.
 //! - `fs`, [`sim`] — file I/O behind a trait, and a disk that can lose power, for tests.
-//! - `memstore`, `command` — the in-memory state machine and its commands;
-//!   `memstore::bulk_load` fills a new store a lock shard at a time.
+//! - `memstore` — the in-memory state machine: one shard's map of versioned values, its reads.
+//!   - `memstore::command` — the commands it applies and their answers; versions.
+//!   - `memstore::apply` — applying commands: gathered entries, write ids, batches.
+//!   - `memstore::checkpoint_scan` — the image at one version, taken while apply goes on.
+//!   - `memstore::bulk_load` — filling a new store a lock shard at a time.
 //! - `checkpoint` — checkpoint files, also streamed as chunks; `checkpoint::loader` loads
 //!   one on several threads.
 //! - `catalog`, `data_dir` — sled metadata, and the locked directory layout.
@@ -30,7 +33,6 @@
 mod catalog;
 mod checkpoint;
 pub mod codec;
-mod command;
 mod config;
 mod data_dir;
 mod error;
@@ -51,13 +53,13 @@ pub use catalog::Catalog;
 pub use checkpoint::{
     CHECKPOINT_FORMAT_VERSION, Checkpoint, CheckpointMeta, CheckpointReceiver, temp_path,
 };
-pub use command::{
-    Command, MAX_GATHERED, POSITION_BITS, RESERVED_PREFIX, Request, Response, WriteId, version,
-};
 pub use config::{Durability, RecoveryMode, WalConfig};
 pub use data_dir::DataDir;
 pub use error::{Error, Result};
 pub use fs::{FileSystem, StdFs, WalFile};
+pub use memstore::command::{
+    Command, MAX_GATHERED, POSITION_BITS, RESERVED_PREFIX, Request, Response, WriteId, version,
+};
 pub use memstore::{CheckpointScan, MemStore, SESSION_WINDOW, Versioned};
 pub use record::{Decoded, Record, decode as decode_record, find_next_record};
 pub use recovery::{RecoveryReport, Skipped, TornTail};

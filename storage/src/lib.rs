@@ -23,8 +23,11 @@
 //!   - `memstore::apply` — applying commands: gathered entries, write ids, batches.
 //!   - `memstore::checkpoint_scan` — the image at one version, taken while apply goes on.
 //!   - `memstore::bulk_load` — filling a new store a lock shard at a time.
-//! - `checkpoint` — checkpoint files, also streamed as chunks; `checkpoint::loader` loads
-//!   one on several threads.
+//! - `checkpoint` — the [`Checkpoint`] file: writing, opening, reading, streaming as chunks.
+//!   - `checkpoint::format` — the byte layout: header, blocks, trailer, keys in a block.
+//!   - `checkpoint::blocks` — reading the blocks back, checking lengths and checksums.
+//!   - `checkpoint::receiver` — a checkpoint received as chunks (snapshot install).
+//!   - `checkpoint::loader` — loading one on several threads.
 //! - `catalog`, `data_dir` — sled metadata, and the locked directory layout.
 //! - [`codec`] — bincode 2, the one place typed values become bytes.
 //! - [`failpoints`] — named fault-injection points (cargo feature `failpoints`).

@@ -18,7 +18,8 @@
 //! - `record`, `segment` — the on-disk framing of records and segment files.
 //! - `group_log` — one group's in-memory log index.
 //! - `fs`, [`sim`] — file I/O behind a trait, and a disk that can lose power, for tests.
-//! - `memstore` — the in-memory state machine: one shard's map of versioned values, its reads.
+//! - `memstore` — the in-memory state machine: one shard's map of versioned values, its reads
+//!   (its unit tests in `memstore/tests.rs`).
 //!   - `memstore::command` — the commands it applies and their answers; versions.
 //!   - `memstore::apply` — applying commands: gathered entries, write ids, batches.
 //!   - `memstore::checkpoint_scan` — the image at one version, taken while apply goes on.

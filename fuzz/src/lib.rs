@@ -43,7 +43,7 @@ pub fn fix_wal_crcs(data: &mut [u8]) {
     }
 }
 
-/// Checkpoint layout constants (see `storage/src/checkpoint.rs`).
+/// Checkpoint layout constants (see `storage/src/checkpoint/format.rs`).
 const CKP_HEAD: usize = 16;
 const CKP_TRAILER: usize = 28;
 const CKP_BLOCK_HEADER: usize = 13;

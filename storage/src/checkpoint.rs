@@ -1,20 +1,12 @@
 //! Checkpoint files: the image of one shard at an applied log id.
 //!
 //! A checkpoint is both the Raft snapshot (streamed to a lagging or new replica in chunks) and
-//! the starting point of recovery (loaded, then the WAL tail is replayed on top).
+//! the starting point of recovery (loaded, then the WAL tail is replayed on top). Its byte
+//! layout is in `checkpoint/format.rs`, the reading of its blocks in `checkpoint/blocks.rs`.
 //!
-//! ```text
-//! | "ISLABCKP" | version u32 | meta_len u32 | meta (bincode CheckpointMeta) | crc32c(version..meta) u32 |
-//! | block: raw_len u32 | stored_len u32 | codec u8 | crc32c(stored) u32 | stored bytes | ...
-//! | trailer: "ISLABEND" | keys u64 | blocks u64 | crc32c(trailer so far) u32 |
-//!
-//! block content (before compression): per key
-//!   varint key_len | key | varint version | varint expires_at+1 (0 = none) | varint value_len | value
-//! ```
-//!
-//! Blocks are compressed with lz4 when that makes them smaller. A file is written under a
-//! temporary name, fsynced and renamed, so a crash leaves either the old set of checkpoints or
-//! the new one, never a half file under a real name.
+//! A file is written under a temporary name, fsynced and renamed, so a crash leaves either the
+//! old set of checkpoints or the new one, never a half file under a real name. A checkpoint
+//! received from a leader takes the same path (`checkpoint/receiver.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -24,25 +16,22 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::blocks::Blocks;
+use crate::checkpoint::format::{
+    BLOCK_SIZE, END_MAGIC, MAGIC, MIN_KEY_BYTES, TRAILER_LEN, decode_block, encode_header,
+    encode_key, encode_trailer, write_block,
+};
 use crate::error::{Error, Result};
 use crate::memstore::{CheckpointScan, MemStore, Versioned};
 use crate::{GroupId, LogPos, codec};
 
+mod blocks;
+mod format;
 mod loader;
+mod receiver;
 
-/// The checkpoint format this build writes and reads.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
-const MAGIC: &[u8; 8] = b"ISLABCKP";
-const END_MAGIC: &[u8; 8] = b"ISLABEND";
-const TRAILER_LEN: u64 = 28;
-const BLOCK_HEADER_LEN: usize = 13;
-/// Raw bytes per block before compression.
-const BLOCK_SIZE: usize = 256 << 10;
-const CODEC_NONE: u8 = 0;
-const CODEC_LZ4: u8 = 1;
-const MAX_BLOCK: usize = 64 << 20;
-/// The smallest a key can be in a block: four one-byte varints (empty key and value).
-const MIN_KEY_BYTES: u64 = 4;
+pub use format::CHECKPOINT_FORMAT_VERSION;
+pub use receiver::CheckpointReceiver;
 
 /// What a checkpoint is the image of.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,263 +345,3 @@ impl PartialEq for Checkpoint {
 }
 
 impl Eq for Checkpoint {}
-
-/// One block as the file stores it.
-struct StoredBlock {
-    /// Where its header starts: the offset its errors name.
-    pos: u64,
-    raw_len: usize,
-    codec: u8,
-    crc: u32,
-    stored: Vec<u8>,
-}
-
-impl StoredBlock {
-    /// Checks the block's checksum, codec and lengths, and returns its content.
-    fn unpack(self, path: &Path) -> Result<Bytes> {
-        let pos = self.pos;
-        if crc32c::crc32c(&self.stored) != self.crc {
-            return Err(corrupt(path, pos, "block checksum mismatch"));
-        }
-        match self.codec {
-            CODEC_NONE if self.stored.len() == self.raw_len => Ok(Bytes::from(self.stored)),
-            CODEC_NONE => Err(corrupt(
-                path,
-                pos,
-                format!(
-                    "uncompressed block holds {} bytes, its header says {}",
-                    self.stored.len(),
-                    self.raw_len
-                ),
-            )),
-            CODEC_LZ4 => match lz4_flex::block::decompress(&self.stored, self.raw_len) {
-                Ok(raw) if raw.len() == self.raw_len => Ok(Bytes::from(raw)),
-                Ok(raw) => Err(corrupt(
-                    path,
-                    pos,
-                    format!(
-                        "lz4 block holds {} bytes, its header says {}",
-                        raw.len(),
-                        self.raw_len
-                    ),
-                )),
-                Err(e) => Err(corrupt(path, pos, format!("lz4: {e}"))),
-            },
-            other => Err(corrupt(path, pos, format!("unknown block codec {other}"))),
-        }
-    }
-}
-
-/// Reads a checkpoint's blocks in file order; ends after the first error.
-struct Blocks<'a> {
-    ckpt: &'a Checkpoint,
-    pos: u64,
-    /// Where the trailer starts.
-    end: u64,
-    failed: bool,
-}
-
-impl Blocks<'_> {
-    fn read(&mut self) -> Result<StoredBlock> {
-        let (path, file, pos) = (&self.ckpt.path, &self.ckpt.file, self.pos);
-        let mut bh = [0u8; BLOCK_HEADER_LEN];
-        if self.end - pos < BLOCK_HEADER_LEN as u64 {
-            return Err(corrupt(path, pos, "truncated block header"));
-        }
-        file.read_exact_at(&mut bh, pos)
-            .map_err(|e| io_err("reading", path, e))?;
-        let raw_len = u32::from_le_bytes(bh[0..4].try_into().unwrap()) as usize;
-        let stored_len = u32::from_le_bytes(bh[4..8].try_into().unwrap()) as usize;
-        let next = pos + (BLOCK_HEADER_LEN + stored_len) as u64;
-        if raw_len > MAX_BLOCK || stored_len > MAX_BLOCK || next > self.end {
-            return Err(corrupt(path, pos, "block length out of range"));
-        }
-        let mut stored = vec![0u8; stored_len];
-        file.read_exact_at(&mut stored, pos + BLOCK_HEADER_LEN as u64)
-            .map_err(|e| io_err("reading", path, e))?;
-        self.pos = next;
-        Ok(StoredBlock {
-            pos,
-            raw_len,
-            codec: bh[8],
-            crc: u32::from_le_bytes(bh[9..13].try_into().unwrap()),
-            stored,
-        })
-    }
-}
-
-impl Iterator for Blocks<'_> {
-    type Item = Result<StoredBlock>;
-
-    fn next(&mut self) -> Option<Result<StoredBlock>> {
-        if self.failed || self.pos >= self.end {
-            return None;
-        }
-        let block = self.read();
-        self.failed = block.is_err();
-        Some(block)
-    }
-}
-
-/// Receives a checkpoint as a stream of chunks (the follower side of a snapshot install).
-pub struct CheckpointReceiver {
-    path: PathBuf,
-    tmp: PathBuf,
-    file: File,
-    received: u64,
-}
-
-impl CheckpointReceiver {
-    /// Starts receiving into a temporary file next to `path`.
-    pub fn create(path: &Path) -> Result<CheckpointReceiver> {
-        let tmp = temp_path(path);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| io_err("creating", &tmp, e))?;
-        Ok(CheckpointReceiver {
-            path: path.to_path_buf(),
-            tmp,
-            file,
-            received: 0,
-        })
-    }
-
-    /// Appends the chunk that starts at `offset`; chunks must arrive in order.
-    pub fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        if offset != self.received {
-            return Err(corrupt(
-                &self.tmp,
-                offset,
-                format!("chunk out of order: expected offset {}", self.received),
-            ));
-        }
-        self.file
-            .write_all_at(data, offset)
-            .map_err(|e| io_err("writing", &self.tmp, e))?;
-        self.received += data.len() as u64;
-        Ok(())
-    }
-
-    /// Bytes received so far.
-    pub fn received(&self) -> u64 {
-        self.received
-    }
-
-    /// Syncs, verifies every block, and moves the file to its real name.
-    pub fn finish(self) -> Result<Checkpoint> {
-        self.file
-            .sync_all()
-            .map_err(|e| io_err("syncing", &self.tmp, e))?;
-        let received = Checkpoint::open(&self.tmp)?;
-        received.verify()?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| io_err("renaming", &self.tmp, e))?;
-        sync_parent(&self.path)?;
-        Checkpoint::open(&self.path)
-    }
-}
-
-fn encode_header(meta: &CheckpointMeta) -> Result<Vec<u8>> {
-    let meta_bytes = codec::encode(meta)?;
-    let mut header = Vec::with_capacity(20 + meta_bytes.len());
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
-    header.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
-    header.extend_from_slice(&meta_bytes);
-    let crc = crc32c::crc32c(&header[8..]);
-    header.extend_from_slice(&crc.to_le_bytes());
-    Ok(header)
-}
-
-/// Appends one key to a block's content.
-fn encode_key(raw: &mut Vec<u8>, key: &[u8], v: &Versioned) {
-    put_varint(raw, key.len() as u64);
-    raw.extend_from_slice(key);
-    put_varint(raw, v.version);
-    put_varint(raw, v.expires_at.map_or(0, |e| e + 1));
-    put_varint(raw, v.value.len() as u64);
-    raw.extend_from_slice(&v.value);
-}
-
-/// Writes a block holding `raw`, lz4-compressed if that makes it smaller.
-fn write_block(out: &mut impl Write, raw: &[u8]) -> std::io::Result<()> {
-    let compressed = lz4_flex::block::compress(raw);
-    let (codec_id, stored): (u8, &[u8]) = if compressed.len() < raw.len() {
-        (CODEC_LZ4, &compressed)
-    } else {
-        (CODEC_NONE, raw)
-    };
-    let mut bh = [0u8; BLOCK_HEADER_LEN];
-    bh[0..4].copy_from_slice(&(raw.len() as u32).to_le_bytes());
-    bh[4..8].copy_from_slice(&(stored.len() as u32).to_le_bytes());
-    bh[8] = codec_id;
-    bh[9..13].copy_from_slice(&crc32c::crc32c(stored).to_le_bytes());
-    out.write_all(&bh)?;
-    out.write_all(stored)
-}
-
-fn encode_trailer(keys: u64, blocks: u64) -> Vec<u8> {
-    let mut trailer = Vec::with_capacity(TRAILER_LEN as usize);
-    trailer.extend_from_slice(END_MAGIC);
-    trailer.extend_from_slice(&keys.to_le_bytes());
-    trailer.extend_from_slice(&blocks.to_le_bytes());
-    let crc = crc32c::crc32c(&trailer);
-    trailer.extend_from_slice(&crc.to_le_bytes());
-    trailer
-}
-
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
-    let mut v: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos).ok_or("truncated varint")?;
-        *pos += 1;
-        v |= ((b & 0x7f) as u64) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err("varint too long".into())
-}
-
-fn take(raw: &Bytes, pos: &mut usize, len: u64) -> Result<Bytes, String> {
-    let end = pos
-        .checked_add(usize::try_from(len).map_err(|_| "length overflow")?)
-        .filter(|e| *e <= raw.len())
-        .ok_or("field runs past the block")?;
-    let out = raw.slice(*pos..end);
-    *pos = end;
-    Ok(out)
-}
-
-fn decode_block(raw: &Bytes, f: &mut impl FnMut(Bytes, Versioned)) -> Result<u64, String> {
-    let mut pos = 0;
-    let mut n = 0;
-    while pos < raw.len() {
-        let key_len = get_varint(raw, &mut pos)?;
-        let key = take(raw, &mut pos, key_len)?;
-        let version = get_varint(raw, &mut pos)?;
-        let expires_at = get_varint(raw, &mut pos)?.checked_sub(1);
-        let value_len = get_varint(raw, &mut pos)?;
-        let value = take(raw, &mut pos, value_len)?;
-        f(
-            key,
-            Versioned {
-                value,
-                version,
-                expires_at,
-            },
-        );
-        n += 1;
-    }
-    Ok(n)
-}

@@ -9,17 +9,26 @@
 //!
 //! # Layout
 //!
-//! - `wal` — the [`Wal`] handle: append / truncate / purge / vote per group, reads, GC.
-//! - `wal_shared` — what the handle and the writer share: state, queue, counters.
-//! - `writer` — the thread that group-commits and rotates segments.
+//! - `wal` — the [`Wal`] handle: open, append / truncate / purge / vote per group, flush.
+//!   - `wal::read` — reading entries back, from the cache or the segment files.
+//!   - `wal::submission` — reserving log space (rotating segments) and queueing to the writer.
+//!   - `wal::shared` — what the handle and the writer share: state, queue, counters.
+//!   - `wal::writer` — the thread that group-commits, rotates segments and deletes old ones.
 //! - `recovery` — rebuilding the index at open: CRCs, torn tails, corruption modes.
 //! - `record`, `segment` — the on-disk framing of records and segment files.
 //! - `group_log` — one group's in-memory log index.
 //! - `fs`, [`sim`] — file I/O behind a trait, and a disk that can lose power, for tests.
-//! - `memstore`, `command` — the in-memory state machine and its commands;
-//!   `memstore::bulk_load` fills a new store a lock shard at a time.
-//! - `checkpoint` — checkpoint files, also streamed as chunks; `checkpoint::loader` loads
-//!   one on several threads.
+//! - `memstore` — the in-memory state machine: one shard's map of versioned values, its reads
+//!   (its unit tests in `memstore/tests.rs`).
+//!   - `memstore::command` — the commands it applies and their answers; versions.
+//!   - `memstore::apply` — applying commands: gathered entries, write ids, batches.
+//!   - `memstore::checkpoint_scan` — the image at one version, taken while apply goes on.
+//!   - `memstore::bulk_load` — filling a new store a lock shard at a time.
+//! - `checkpoint` — the [`Checkpoint`] file: writing, opening, reading, streaming as chunks.
+//!   - `checkpoint::format` — the byte layout: header, blocks, trailer, keys in a block.
+//!   - `checkpoint::blocks` — reading the blocks back, checking lengths and checksums.
+//!   - `checkpoint::receiver` — a checkpoint received as chunks (snapshot install).
+//!   - `checkpoint::loader` — loading one on several threads.
 //! - `catalog`, `data_dir` — sled metadata, and the locked directory layout.
 //! - [`codec`] — bincode 2, the one place typed values become bytes.
 //! - [`failpoints`] — named fault-injection points (cargo feature `failpoints`).
@@ -28,7 +37,6 @@
 mod catalog;
 mod checkpoint;
 pub mod codec;
-mod command;
 mod config;
 mod data_dir;
 mod error;
@@ -41,8 +49,6 @@ mod recovery;
 mod segment;
 pub mod sim;
 mod wal;
-mod wal_shared;
-mod writer;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -51,13 +57,13 @@ pub use catalog::Catalog;
 pub use checkpoint::{
     CHECKPOINT_FORMAT_VERSION, Checkpoint, CheckpointMeta, CheckpointReceiver, temp_path,
 };
-pub use command::{
-    Command, MAX_GATHERED, POSITION_BITS, RESERVED_PREFIX, Request, Response, WriteId, version,
-};
 pub use config::{Durability, RecoveryMode, WalConfig};
 pub use data_dir::DataDir;
 pub use error::{Error, Result};
 pub use fs::{FileSystem, StdFs, WalFile};
+pub use memstore::command::{
+    Command, MAX_GATHERED, POSITION_BITS, RESERVED_PREFIX, Request, Response, WriteId, version,
+};
 pub use memstore::{CheckpointScan, MemStore, SESSION_WINDOW, Versioned};
 pub use record::{Decoded, Record, decode as decode_record, find_next_record};
 pub use recovery::{RecoveryReport, Skipped, TornTail};
@@ -65,8 +71,7 @@ pub use segment::{
     HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header as decode_segment_header,
     encode_header as encode_segment_header, parse_segment_name, segment_name,
 };
-pub use wal::{Wal, WalStats};
-pub use wal_shared::Callback;
+pub use wal::{Callback, Wal, WalStats};
 
 /// Identifies a Raft group (a shard; group 0 is the meta group).
 pub type GroupId = u64;

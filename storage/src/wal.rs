@@ -22,8 +22,7 @@
 //!   are durable; every new segment starts with each group's purge point, vote and committed,
 //!   so deleting old segments never loses that state.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ops::Range;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -34,14 +33,21 @@ use bytes::Bytes;
 
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
-use crate::fs::{FileSystem, StdFs, WalFile};
+use crate::fs::{FileSystem, StdFs};
 use crate::group_log::{GroupLog, Loc};
-use crate::record::{Decoded, Record, decode};
+use crate::record::Record;
 use crate::recovery::{self, RecoveryReport};
-use crate::segment::{SEGMENT_HEADER_LEN, segment_path};
-use crate::wal_shared::{CACHE_OVERHEAD, Callback, Counters, Msg, Op, Shared, State};
-use crate::writer;
+use crate::segment::segment_path;
+use crate::wal::shared::{CACHE_OVERHEAD, Counters, Msg, Op, Shared, State};
+use crate::wal::submission::{encode_summary, join, reserve, send, submit};
 use crate::{GroupId, LogPos, LogRecord, LogState};
+
+mod read;
+mod shared;
+mod submission;
+mod writer;
+
+pub use shared::Callback;
 
 /// Counters for status pages and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -381,82 +387,6 @@ impl Wal {
         groups
     }
 
-    /// The entries of `group` present in `range`, ascending.
-    pub fn read(&self, group: GroupId, range: Range<u64>) -> Result<Vec<LogRecord>> {
-        enum Plan {
-            Cached(u64, u64, Bytes),
-            Disk(u64, u64, Arc<dyn WalFile>, u64, u64, u32),
-        }
-        let plan = {
-            let st = self.lock();
-            let Some(log) = st.groups.get(&group) else {
-                return Ok(Vec::new());
-            };
-            let Some(last) = log.last_index() else {
-                return Ok(Vec::new());
-            };
-            let start = range.start.max(log.first);
-            let end = range.end.min(last + 1);
-            let mut plan = Vec::with_capacity(end.saturating_sub(start) as usize);
-            for index in start..end {
-                let loc = log.get(index).expect("contiguous log");
-                plan.push(match &loc.cached {
-                    Some(p) => Plan::Cached(loc.term, index, p.clone()),
-                    None => {
-                        let file = st.files.get(&loc.segment).cloned().ok_or_else(|| {
-                            Error::WalFailed {
-                                reason: format!("segment {} of a live entry is gone", loc.segment),
-                            }
-                        })?;
-                        Plan::Disk(loc.term, index, file, loc.segment, loc.offset, loc.len)
-                    }
-                });
-            }
-            plan
-        };
-        let mut out = Vec::with_capacity(plan.len());
-        for p in plan {
-            out.push(match p {
-                Plan::Cached(term, index, payload) => LogRecord {
-                    term,
-                    index,
-                    payload,
-                },
-                Plan::Disk(term, index, file, segment, offset, len) => {
-                    let path = segment_path(&self.shared().dir, segment);
-                    let mut buf = vec![0u8; len as usize];
-                    file.read_at(&mut buf, offset)
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                    match decode(&Bytes::from(buf)) {
-                        Decoded::Record(
-                            Record::Entry {
-                                group: g,
-                                index: i,
-                                payload,
-                                ..
-                            },
-                            _,
-                        ) if g == group && i == index => LogRecord {
-                            term,
-                            index,
-                            payload,
-                        },
-                        other => {
-                            return Err(Error::Corrupt {
-                                file: path,
-                                offset,
-                                reason: format!(
-                                    "expected entry {index} of group {group}, found {other:?}"
-                                ),
-                            });
-                        }
-                    }
-                }
-            });
-        }
-        Ok(out)
-    }
-
     /// Blocks until everything submitted so far is durable.
     pub fn flush(&self) -> Result<()> {
         let (tx, rx) = mpsc::channel();
@@ -514,81 +444,5 @@ impl Wal {
     /// Flushes everything and stops the writer. Later calls on any clone fail with `Shutdown`.
     pub fn shutdown(&self) -> Result<()> {
         stop(&self.inner.shared, &self.inner.writer)
-    }
-}
-
-fn join(mut prefix: Vec<u8>, buf: Vec<u8>) -> Vec<u8> {
-    if prefix.is_empty() {
-        return buf;
-    }
-    prefix.extend_from_slice(&buf);
-    prefix
-}
-
-/// Encodes each group's purge point, vote and committed: the first records of a new segment.
-pub(crate) fn encode_summary(groups: &HashMap<GroupId, GroupLog>, buf: &mut Vec<u8>) {
-    let mut ids: Vec<_> = groups.keys().copied().collect();
-    ids.sort_unstable();
-    for group in ids {
-        let g = &groups[&group];
-        if let Some(upto) = g.purged {
-            Record::Purge { group, upto }.encode(buf);
-        }
-        if let Some(data) = &g.vote {
-            Record::Vote {
-                group,
-                data: data.clone(),
-            }
-            .encode(buf);
-        }
-        if let Some(data) = &g.committed {
-            Record::Committed {
-                group,
-                data: data.clone(),
-            }
-            .encode(buf);
-        }
-    }
-}
-
-/// Reserves `len` bytes of log. Returns the segment, the offset where the caller's frames
-/// start, and the bytes that must precede them (a new segment's summary, when rotating).
-fn reserve(st: &mut State, len: u64) -> (u64, u64, Vec<u8>) {
-    let limit = st.segment_size;
-    let mut prefix = Vec::new();
-    if st.active_len > SEGMENT_HEADER_LEN as u64 && st.active_len + len > limit {
-        st.active += 1;
-        st.active_len = SEGMENT_HEADER_LEN as u64;
-        encode_summary(&st.groups, &mut prefix);
-    }
-    let segment = st.active;
-    let start = st.active_len;
-    st.active_len += prefix.len() as u64 + len;
-    (segment, start + prefix.len() as u64, prefix)
-}
-
-/// Encodes one small record and queues it.
-fn submit(st: &mut State, record: Record, drops: BTreeMap<u64, u64>, done: Option<Callback>) {
-    let mut buf = Vec::new();
-    record.encode(&mut buf);
-    let (segment, base, prefix) = reserve(st, buf.len() as u64);
-    send(
-        st,
-        Op {
-            segment,
-            offset: base - prefix.len() as u64,
-            bytes: join(prefix, buf),
-            adds: 0,
-            drops: drops.into_iter().collect(),
-            done,
-        },
-    );
-}
-
-fn send(st: &mut State, op: Op) {
-    if let Err(mpsc::SendError(Msg::Op(op))) = st.tx.send(Msg::Op(op))
-        && let Some(done) = op.done
-    {
-        done(Err(Error::Shutdown));
     }
 }

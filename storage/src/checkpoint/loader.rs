@@ -39,7 +39,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
-use super::{Checkpoint, StoredBlock, corrupt, decode_block, io_err};
+use crate::checkpoint::blocks::StoredBlock;
+use crate::checkpoint::format::decode_block;
+use crate::checkpoint::{Checkpoint, corrupt, io_err};
 use crate::error::{Error, Result};
 use crate::memstore::MemStore;
 
@@ -220,9 +222,10 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    use super::super::{
-        BLOCK_HEADER_LEN, CODEC_LZ4, CODEC_NONE, CheckpointMeta, encode_header, encode_key,
-        encode_trailer, write_block,
+    use super::super::CheckpointMeta;
+    use super::super::format::{
+        BLOCK_HEADER_LEN, CODEC_LZ4, CODEC_NONE, encode_header, encode_key, encode_trailer,
+        write_block,
     };
     use super::*;
     use crate::RESERVED_PREFIX;

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use dashmap::SharedValue;
 
 use super::{MemStore, Versioned, size_of};
-use crate::command::RESERVED_PREFIX;
+use crate::memstore::command::RESERVED_PREFIX;
 
 /// Keys queued before the shards are locked and filled: 128 per lock shard, 25 MB of queue.
 /// 2^16 measured 5–10 % more CPU per key on a 10M-key load, 2^20 no less than this.

@@ -2,7 +2,7 @@
 //! between them, and the counters.
 //!
 //! Apart from both so that neither depends on the other: [`crate::wal::Wal`] reserves space
-//! and queues [`Op`]s under [`Shared::state`]; [`crate::writer`] drains them, writes, syncs and
+//! and queues [`Op`]s under [`Shared::state`]; [`crate::wal::writer`] drains them, writes, syncs and
 //! updates the same state.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

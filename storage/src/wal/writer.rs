@@ -19,7 +19,7 @@ use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::fs::WalFile;
 use crate::segment::{SEGMENT_HEADER_LEN, encode_header, segment_path};
-use crate::wal_shared::{CACHE_OVERHEAD, Msg, Shared};
+use crate::wal::shared::{CACHE_OVERHEAD, Msg, Shared};
 
 /// Most messages taken in one turn; bounds the latency of the first one in a burst.
 const MAX_BATCH: usize = 8192;

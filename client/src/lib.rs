@@ -89,14 +89,16 @@ mod admin;
 mod backoff;
 mod batch;
 mod client;
-mod coalesce;
+mod coalescer;
 mod config;
 mod endpoints;
 mod error;
 mod kv;
 mod read_coalesce;
 mod retry;
+mod router;
 mod scan;
+mod write_coalesce;
 mod write_id;
 
 pub use admin::Admin;

@@ -1,8 +1,10 @@
 //! [`Client`]: the data API of IsLabDB, with leader discovery and safe retries built in.
 //!
-//! A `Client` is a cheap handle (`Clone` shares everything): one routing cache with one
-//! HTTP/2 channel per node, one write-id source, one configuration. Every call goes through
-//! the retry loop in `retry.rs`; this file only shapes requests and responses.
+//! A `Client` is a cheap handle (`Clone` shares everything): one [`Router`] (routing cache
+//! with one HTTP/2 channel per node, write-id source, configuration) and the two coalescers
+//! of its writes and gets. Every call goes through the router and its retry loop (`router.rs`,
+//! `retry.rs`); this file only shapes requests and responses, and hands puts, deletes and gets
+//! to the coalescers (`write_coalesce.rs`, `read_coalesce.rs`).
 //!
 //! The client fetches the shard map once (from any node) and routes every key to its shard:
 //! writes (put, delete, cas, batch) and linearizable reads to the shard's leader,

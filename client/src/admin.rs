@@ -24,14 +24,14 @@ use islab_proto::v1::{Member, MemberListResponse, ShardListResponse, StatusRespo
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::client::Shared;
 use crate::error::Result;
 use crate::retry::{CallSpec, Route, timed};
+use crate::router::Router;
 
 /// Administration handle, from [`Client::admin`](crate::Client::admin).
 #[derive(Clone)]
 pub struct Admin {
-    shared: Arc<Shared>,
+    router: Arc<Router>,
     deadline: Duration,
 }
 
@@ -46,9 +46,9 @@ enum Kind {
 }
 
 impl Admin {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        let deadline = shared.config.deadline;
-        Admin { shared, deadline }
+    pub(crate) fn new(router: Arc<Router>) -> Self {
+        let deadline = router.config.deadline;
+        Admin { router, deadline }
     }
 
     /// The same handle with another bound on each whole call (default: the client's
@@ -62,7 +62,7 @@ impl Admin {
     /// (which must be one of them). Returns the new cluster id. Fails with
     /// [`Error::Rejected`](crate::Error::Rejected) if that node already belongs to a cluster.
     pub async fn init(&self, members: impl IntoIterator<Item = Member>) -> Result<String> {
-        let first = self.shared.config.endpoints[0].clone();
+        let first = self.router.config.endpoints[0].clone();
         self.init_at(&first, members).await
     }
 
@@ -84,7 +84,7 @@ impl Admin {
         shards: u32,
         replication: u32,
     ) -> Result<String> {
-        let route = Route::Pinned(self.shared.endpoints.index_of(endpoint)?);
+        let route = Route::Pinned(self.router.endpoints.index_of(endpoint)?);
         let message = proto::InitRequest {
             members: members.into_iter().collect(),
             shards,
@@ -183,7 +183,7 @@ impl Admin {
 
     /// Makes node `to` the leader of `shard`; returns once it leads.
     pub async fn transfer_leader(&self, shard: u64, to: u64) -> Result<u64> {
-        self.shared.ensure_map().await?;
+        self.router.ensure_map().await?;
         let response = self
             .call_group(
                 "TransferLeader",
@@ -204,7 +204,7 @@ impl Admin {
 
     /// The status of the node at `endpoint`.
     pub async fn status_of(&self, endpoint: &str) -> Result<StatusResponse> {
-        let route = Route::Pinned(self.shared.endpoints.index_of(endpoint)?);
+        let route = Route::Pinned(self.router.endpoints.index_of(endpoint)?);
         self.status_on(route).await
     }
 
@@ -252,7 +252,7 @@ impl Admin {
         F: Fn(AdminClient<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
-        let config = &self.shared.config;
+        let config = &self.router.config;
         let spec = CallSpec {
             name,
             route,
@@ -264,7 +264,7 @@ impl Admin {
             },
         };
         let limit = config.max_message_bytes;
-        self.shared
+        self.router
             .call(spec, |channel, timeout| {
                 let client = AdminClient::new(channel)
                     .max_decoding_message_size(limit)
@@ -278,7 +278,7 @@ impl Admin {
 impl fmt::Debug for Admin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admin")
-            .field("endpoints", &self.shared.endpoints.addrs())
+            .field("endpoints", &self.router.endpoints.addrs())
             .field("deadline", &self.deadline)
             .finish()
     }

@@ -10,8 +10,10 @@ use bytes::Bytes;
 use islab_proto::v1 as proto;
 use islab_proto::v1::batch_op::Op;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kv::{check_key, ttl_ms};
+use crate::retry::Route;
+use crate::router::Router;
 
 /// One operation of a [`Client::batch`](crate::Client::batch).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +153,57 @@ impl From<proto::OpResult> for OpResult {
             existed: r.existed,
         }
     }
+}
+
+/// The key a wire batch op touches (`None` for an op that names no operation).
+pub(crate) fn op_key(op: &proto::BatchOp) -> Option<&Bytes> {
+    match op.op.as_ref()? {
+        Op::Put(p) => Some(&p.key),
+        Op::Delete(d) => Some(&d.key),
+        Op::Cas(c) => Some(&c.key),
+    }
+}
+
+/// Applies wire `ops` atomically in their one shard (see [`Client::batch`](crate::Client::batch)):
+/// refuses ops of different shards before any I/O, takes the batch's write id once.
+pub(crate) async fn apply(router: &Router, ops: Vec<proto::BatchOp>) -> Result<Vec<OpResult>> {
+    let count = ops.len();
+    let group = match ops.iter().filter_map(op_key).next() {
+        Some(key) => router.group_of(key).await?,
+        None => 0,
+    };
+    if let Some(map) = router.endpoints.map() {
+        let shard = |key: &[u8]| map.shard_of_key(key).id;
+        if let Some(other) = ops.iter().filter_map(op_key).find(|k| shard(k) != group) {
+            return Err(Error::InvalidArgument(format!(
+                "a batch is atomic within one shard only, and key {:?} is in shard {} while \
+                 the first key is in shard {group}: give keys that change together a common \
+                 hash tag ({{user42}}:a, {{user42}}:b), or use batch_per_shard",
+                String::from_utf8_lossy(other),
+                shard(other)
+            )));
+        }
+    }
+    let message = proto::BatchRequest {
+        id: Some(router.next_write_id()),
+        ops,
+    };
+    let response = router
+        .kv(
+            "Batch",
+            Route::Leader,
+            group,
+            message,
+            |mut c, r| async move { c.batch(r).await },
+        )
+        .await?;
+    if response.results.len() != count {
+        return Err(Error::Protocol(format!(
+            "batch of {count} ops answered with {} results",
+            response.results.len()
+        )));
+    }
+    Ok(response.results.into_iter().map(Into::into).collect())
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! [`Client`]: the data API of IsLabDB, with leader discovery and safe retries built in.
 //!
-//! A `Client` is a cheap handle (`Clone` shares everything): one routing cache with one
-//! HTTP/2 channel per node, one write-id source, one configuration. Every call goes through
-//! the retry loop in `retry.rs`; this file only shapes requests and responses.
+//! A `Client` is a cheap handle (`Clone` shares everything): one [`Router`] (routing cache
+//! with one HTTP/2 channel per node, write-id source, configuration) and the two coalescers
+//! of its writes and gets. Every call goes through the router and its retry loop (`router.rs`,
+//! `retry.rs`); this file only shapes requests and responses, and hands puts, deletes and gets
+//! to the coalescers (`write_coalesce.rs`, `read_coalesce.rs`).
 //!
 //! The client fetches the shard map once (from any node) and routes every key to its shard:
 //! writes (put, delete, cas, batch) and linearizable reads to the shard's leader,
@@ -12,185 +14,36 @@
 //! resending it after a lost answer cannot apply it twice.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use islab_proto::EPOCH_METADATA;
 use islab_proto::v1 as proto;
-use islab_proto::v1::kv_client::KvClient;
 use islab_shardmap::ShardMap;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
 
 use crate::admin::Admin;
-use crate::batch::{BatchOp, OpResult};
-use crate::coalesce::{Coalescer, Outcome, Turn, TurnGuard, op_key};
+use crate::batch::{self, BatchOp, OpResult};
+use crate::coalescer::{Entered, TurnGuard};
 use crate::config::ClientConfig;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::kv::{CasOutcome, KeyValue, ReadConsistency, check_key, ttl_ms};
-use crate::read_coalesce::{ReadCoalescer, ReadOutcome, ReadTurn};
-use crate::retry::{self, CallSpec, Route, timed};
-use crate::scan::{Scan, ScanPage};
-use crate::write_id::WriteIds;
+use crate::kv::{CasOutcome, KeyValue, ReadConsistency, check_key, found, ttl_ms};
+use crate::read_coalesce::{ReadBatches, ReadCoalescer};
+use crate::retry::Route;
+use crate::router::Router;
+use crate::scan::{self, Scan, ScanPage};
+use crate::write_coalesce::{self, WriteBatches, WriteCoalescer};
 
 /// A connection to an IsLabDB cluster. Clone it freely: clones share connections, the
 /// leader guess and the write-id sequence.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
-}
-
-/// What every clone of a client (and its [`Admin`] handles) shares.
-pub(crate) struct Shared {
-    pub(crate) config: ClientConfig,
-    pub(crate) endpoints: Endpoints,
-    ids: WriteIds,
+    /// Configuration, nodes, shard map and write ids, shared with [`Admin`] handles.
+    router: Arc<Router>,
     /// Concurrent writes waiting to travel together, per shard.
-    pub(crate) coalescer: Coalescer,
+    writes: Arc<WriteCoalescer>,
     /// Concurrent gets waiting to travel together, per shard and consistency.
-    pub(crate) read_coalescer: ReadCoalescer,
-    /// One map fetch at a time; holds when the last fetch found no map (cluster not
-    /// initialised), so calls do not ask again on every request.
-    map_fetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
-}
-
-/// How long a client that found no shard map waits before asking again.
-const NO_MAP_RETRY: Duration = Duration::from_secs(1);
-
-impl Shared {
-    /// Fetches the shard map if the client has none yet. A cluster that has no map yet (not
-    /// initialised) is not an error: calls then go unrouted, and the servers route them.
-    pub(crate) async fn ensure_map(&self) -> Result<()> {
-        if self.endpoints.map().is_some() {
-            return Ok(());
-        }
-        let mut last_miss = self.map_fetch.lock().await;
-        if self.endpoints.map().is_some() || last_miss.is_some_and(|at| at.elapsed() < NO_MAP_RETRY)
-        {
-            return Ok(());
-        }
-        let limit = self.config.max_message_bytes;
-        let spec = CallSpec::new("GetShardMap", Route::AnyNode, &self.config);
-        let response = self
-            .call(spec, |channel, timeout| {
-                let mut client = KvClient::new(channel).max_decoding_message_size(limit);
-                let request = timed(proto::GetShardMapRequest {}, timeout);
-                async move { client.get_shard_map(request).await }
-            })
-            .await?;
-        match response.map {
-            Some(map) => {
-                self.endpoints.install_map(&map, false)?;
-                *last_miss = None;
-            }
-            None => *last_miss = Some(tokio::time::Instant::now()),
-        }
-        Ok(())
-    }
-
-    /// The next write id of this client.
-    pub(crate) fn next_write_id(&self) -> proto::WriteId {
-        self.ids.next()
-    }
-
-    /// The shard (group) holding `key`, or 0 when the client has no map.
-    async fn group_of(&self, key: &[u8]) -> Result<u64> {
-        self.ensure_map().await?;
-        Ok(self
-            .endpoints
-            .map()
-            .map_or(0, |map| map.shard_of_key(key).id))
-    }
-    /// Runs one RPC through the retry loop.
-    pub(crate) async fn call<T, F, Fut>(&self, spec: CallSpec, attempt: F) -> Result<T>
-    where
-        F: FnMut(Channel, Duration) -> Fut,
-        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
-    {
-        retry::call(&self.endpoints, &self.config, spec, attempt).await
-    }
-
-    /// Runs one `Kv` RPC: `rpc` gets a client on the chosen channel and the request, rebuilt
-    /// from `message` for every attempt.
-    pub(crate) async fn kv<M, T, F, Fut>(
-        &self,
-        name: &'static str,
-        route: Route,
-        group: u64,
-        message: M,
-        rpc: F,
-    ) -> Result<T>
-    where
-        M: Clone,
-        F: Fn(KvClient<Channel>, Request<M>) -> Fut,
-        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
-    {
-        let limit = self.config.max_message_bytes;
-        let mut spec = CallSpec::new(name, route, &self.config);
-        spec.group = group;
-        self.call(spec, |channel, timeout| {
-            let client = KvClient::new(channel)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit);
-            let mut request = timed(message.clone(), timeout);
-            // The map as of this attempt: a retry after a correction carries the new epoch.
-            if let Some(map) = self.endpoints.map() {
-                request
-                    .metadata_mut()
-                    .insert(EPOCH_METADATA, MetadataValue::from(map.epoch));
-            }
-            rpc(client, request)
-        })
-        .await
-    }
-
-    /// One plain `Get` of `key`, in shard `group`.
-    async fn get_one(
-        &self,
-        group: u64,
-        consistency: ReadConsistency,
-        key: Bytes,
-    ) -> Result<proto::GetResponse> {
-        let message = proto::GetRequest {
-            key,
-            consistency: consistency.to_proto(),
-        };
-        self.kv(
-            "Get",
-            read_route(consistency),
-            group,
-            message,
-            |mut c, r| async move { c.get(r).await },
-        )
-        .await
-    }
-
-    /// One `GetMany` of `keys`, all in shard `group`: an answer per key, in order.
-    pub(crate) async fn get_many(
-        &self,
-        group: u64,
-        consistency: ReadConsistency,
-        keys: Vec<Bytes>,
-    ) -> Result<Vec<proto::GetResponse>> {
-        let message = proto::GetManyRequest {
-            keys,
-            consistency: consistency.to_proto(),
-        };
-        let response = self
-            .kv(
-                "GetMany",
-                read_route(consistency),
-                group,
-                message,
-                |mut c, r| async move { c.get_many(r).await },
-            )
-            .await?;
-        Ok(response.items)
-    }
+    reads: Arc<ReadCoalescer>,
 }
 
 impl Client {
@@ -213,64 +66,67 @@ impl Client {
             config.connect_timeout,
             &config.address_map,
         )?;
+        let max_in_flight = config.max_in_flight_per_shard;
+        let router = Arc::new(Router::new(config, endpoints));
         Ok(Client {
-            shared: Arc::new(Shared {
-                config,
-                endpoints,
-                ids: WriteIds::new(),
-                coalescer: Coalescer::default(),
-                read_coalescer: ReadCoalescer::default(),
-                map_fetch: tokio::sync::Mutex::new(None),
-            }),
+            writes: Arc::new(WriteCoalescer::new(
+                WriteBatches::new(router.clone()),
+                max_in_flight,
+            )),
+            reads: Arc::new(ReadCoalescer::new(
+                ReadBatches::new(router.clone()),
+                max_in_flight,
+            )),
+            router,
         })
     }
 
     /// The settings this client runs with.
     pub fn config(&self) -> &ClientConfig {
-        &self.shared.config
+        &self.router.config
     }
 
     /// The random, non-zero id this client's writes carry.
     pub fn client_id(&self) -> u64 {
-        self.shared.ids.client_id()
+        self.router.client_id()
     }
 
     /// The node the client currently takes for the leader of the meta group (which answers
     /// membership changes), if it knows one.
     pub fn leader(&self) -> Option<String> {
-        self.shared.endpoints.leader(0)
+        self.router.endpoints.leader(0)
     }
 
     /// The node the client takes for the leader of the shard holding `key`, if it knows one.
     pub fn leader_of(&self, key: &[u8]) -> Option<String> {
-        let map = self.shared.endpoints.map()?;
-        self.shared.endpoints.leader(map.shard_of_key(key).id)
+        let map = self.router.endpoints.map()?;
+        self.router.endpoints.leader(map.shard_of_key(key).id)
     }
 
     /// The shard map the client routes with, once it has fetched one.
     pub fn shard_map(&self) -> Option<Arc<ShardMap>> {
-        self.shared.endpoints.map()
+        self.router.endpoints.map()
     }
 
     /// Fetches the shard map now if the client has none (calls do this by themselves).
     pub async fn refresh_shard_map(&self) -> Result<Option<Arc<ShardMap>>> {
-        self.shared.ensure_map().await?;
+        self.router.ensure_map().await?;
         Ok(self.shard_map())
     }
 
     /// How many times a node told this client its map was stale and sent the newer one.
     pub fn stale_map_corrections(&self) -> u64 {
-        self.shared.endpoints.corrections()
+        self.router.endpoints.corrections()
     }
 
     /// Every node the client knows: the configured ones, then any it learnt from leader hints.
     pub fn endpoints(&self) -> Vec<String> {
-        self.shared.endpoints.addrs()
+        self.router.endpoints.addrs()
     }
 
     /// A handle for cluster administration sharing this client's connections.
     pub fn admin(&self) -> Admin {
-        Admin::new(self.shared.clone())
+        Admin::new(self.router.clone())
     }
 
     /// Stores `value` under `key`; returns the new version (versions grow with every write of
@@ -291,7 +147,7 @@ impl Client {
 
     async fn put_ms(&self, key: Bytes, value: Bytes, ttl_ms: u64) -> Result<u64> {
         check_key(&key)?;
-        let group = self.shared.group_of(&key).await?;
+        let group = self.router.group_of(&key).await?;
         let op = proto::BatchOp {
             op: Some(proto::batch_op::Op::Put(proto::PutOp {
                 key: key.clone(),
@@ -301,17 +157,17 @@ impl Client {
         };
         // Held while this write is sent alone: dropping it sends what gathered meanwhile.
         let _turn = match self.turn(group, op).await? {
-            Coalesced::Done(r) => return Ok(r.version),
-            Coalesced::Alone(turn) => turn,
+            Entered::Done(r) => return Ok(r.version),
+            Entered::Alone(turn) => turn,
         };
         let message = proto::PutRequest {
-            id: Some(self.shared.ids.next()),
+            id: Some(self.router.next_write_id()),
             key,
             value,
             ttl_ms,
         };
         let response = self
-            .shared
+            .router
             .kv(
                 "Put",
                 Route::Leader,
@@ -323,21 +179,13 @@ impl Client {
         Ok(response.version)
     }
 
-    /// Hands a write to the coalescer (see `coalesce.rs`).
-    async fn turn(&self, group: u64, op: proto::BatchOp) -> Result<Coalesced> {
+    /// Hands a write to the write coalescer (see `write_coalesce.rs`).
+    async fn turn(&self, group: u64, op: proto::BatchOp) -> Result<Entered<WriteBatches>> {
         // Group 0: no map yet, so the keys' shards are unknown and cannot share a batch.
-        if !self.shared.config.coalesce_writes || group == 0 {
-            return Ok(Coalesced::Alone(None));
+        if !self.router.config.coalesce_writes || group == 0 || !write_coalesce::coalescable(&op) {
+            return Ok(Entered::Alone(None));
         }
-        match Coalescer::offer(&self.shared, group, &op) {
-            Turn::Now(guard) => Ok(Coalesced::Alone(guard)),
-            Turn::Queued(rx) => match rx.await {
-                Ok(Ok(Outcome::Done(r))) => Ok(Coalesced::Done(r)),
-                Ok(Ok(Outcome::Alone)) => Ok(Coalesced::Alone(None)),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(Error::Protocol("a coalesced write lost its batch".into())),
-            },
-        }
+        self.writes.enter(group, op).await
     }
 
     /// The current value of `key` (linearizable), or `None` if it does not exist.
@@ -353,22 +201,19 @@ impl Client {
     ) -> Result<Option<KeyValue>> {
         let key = key.into();
         check_key(&key)?;
-        let group = self.shared.group_of(&key).await?;
+        let group = self.router.group_of(&key).await?;
         // Group 0: no map yet, so the keys' shards are unknown and cannot share a GetMany.
-        let coalesce = self.shared.config.coalesce_reads && group != 0;
+        let coalesce = self.router.config.coalesce_reads && group != 0;
         // Held while this get is sent alone: dropping it sends what gathered meanwhile.
-        let _turn =
-            match coalesce.then(|| ReadCoalescer::offer(&self.shared, group, consistency, &key)) {
-                None => None,
-                Some(ReadTurn::Now(guard)) => guard,
-                Some(ReadTurn::Queued(rx)) => match rx.await {
-                    Ok(Ok(ReadOutcome::Done(r))) => return Ok(found(key, r)),
-                    Ok(Ok(ReadOutcome::Alone)) => None,
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(Error::Protocol("a coalesced get lost its batch".into())),
-                },
-            };
-        let response = self.shared.get_one(group, consistency, key.clone()).await?;
+        let _turn: Option<TurnGuard<ReadBatches>> = if coalesce {
+            match self.reads.enter((group, consistency), key.clone()).await? {
+                Entered::Done(r) => return Ok(found(key, r)),
+                Entered::Alone(turn) => turn,
+            }
+        } else {
+            None
+        };
+        let response = self.router.get_one(group, consistency, key.clone()).await?;
         Ok(found(key, response))
     }
 
@@ -391,8 +236,8 @@ impl Client {
         for key in &keys {
             check_key(key)?;
         }
-        self.shared.ensure_map().await?;
-        let Some(map) = self.shared.endpoints.map() else {
+        self.router.ensure_map().await?;
+        let Some(map) = self.router.endpoints.map() else {
             // No map (cluster not initialised): the shards are unknown, read key by key.
             let gets = keys.iter().map(|k| self.get_with(k.clone(), consistency));
             return futures::future::try_join_all(gets).await;
@@ -415,12 +260,12 @@ impl Client {
         let reads = calls.map(|(group, positions)| {
             let chunk: Vec<Bytes> = positions.iter().map(|&i| keys[i].clone()).collect();
             async move {
-                let items = match self.shared.get_many(group, consistency, chunk).await {
+                let items = match self.router.get_many(group, consistency, chunk).await {
                     // The answer would be over the server's limit (large values): key by key.
                     Err(Error::TooLarge(_)) => {
                         let gets = positions
                             .iter()
-                            .map(|&i| self.shared.get_one(group, consistency, keys[i].clone()));
+                            .map(|&i| self.router.get_one(group, consistency, keys[i].clone()));
                         futures::future::try_join_all(gets).await?
                     }
                     other => other?,
@@ -448,22 +293,22 @@ impl Client {
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<bool> {
         let key = key.into();
         check_key(&key)?;
-        let group = self.shared.group_of(&key).await?;
+        let group = self.router.group_of(&key).await?;
         let op = proto::BatchOp {
             op: Some(proto::batch_op::Op::Delete(proto::DeleteOp {
                 key: key.clone(),
             })),
         };
         let _turn = match self.turn(group, op).await? {
-            Coalesced::Done(r) => return Ok(r.existed),
-            Coalesced::Alone(turn) => turn,
+            Entered::Done(r) => return Ok(r.existed),
+            Entered::Alone(turn) => turn,
         };
         let message = proto::DeleteRequest {
-            id: Some(self.shared.ids.next()),
+            id: Some(self.router.next_write_id()),
             key,
         };
         let response = self
-            .shared
+            .router
             .kv(
                 "Delete",
                 Route::Leader,
@@ -506,16 +351,16 @@ impl Client {
         ttl_ms: u64,
     ) -> Result<CasOutcome> {
         check_key(&key)?;
-        let group = self.shared.group_of(&key).await?;
+        let group = self.router.group_of(&key).await?;
         let message = proto::CompareAndSwapRequest {
-            id: Some(self.shared.ids.next()),
+            id: Some(self.router.next_write_id()),
             key,
             expected_version: expected,
             value,
             ttl_ms,
         };
         let response = self
-            .shared
+            .router
             .kv(
                 "CompareAndSwap",
                 Route::Leader,
@@ -546,26 +391,7 @@ impl Client {
     /// keeps only keys below the first point where a shard still has more, so the page is
     /// exactly the next keys in order.
     pub async fn scan_page(&self, scan: &Scan) -> Result<ScanPage> {
-        self.shared.ensure_map().await?;
-        let route = read_route(scan.read_consistency());
-        let request = scan.request();
-        let shards: Vec<u64> = match self.shared.endpoints.map() {
-            Some(map) if map.shards.len() > 1 => map.shards.iter().map(|s| s.id).collect(),
-            // One shard (or no map yet): the server knows which.
-            _ => vec![0],
-        };
-        let pages = shards.iter().map(|&shard| {
-            let message = proto::ScanRequest {
-                shard,
-                ..request.clone()
-            };
-            self.shared
-                .kv("Scan", route, shard, message, |mut c, r| async move {
-                    c.scan(r).await
-                })
-        });
-        let pages = futures::future::try_join_all(pages).await?;
-        scan.page(merge_pages(pages, request.limit as usize))
+        scan::scan_page(&self.router, scan).await
     }
 
     /// Applies the ops atomically, at one version; returns one result per op, in order.
@@ -576,44 +402,7 @@ impl Client {
             .into_iter()
             .map(|op| op.to_proto())
             .collect::<Result<Vec<_>>>()?;
-        let count = ops.len();
-        let group = match ops.iter().filter_map(op_key).next() {
-            Some(key) => self.shared.group_of(key).await?,
-            None => 0,
-        };
-        if let Some(map) = self.shared.endpoints.map() {
-            let shard = |key: &[u8]| map.shard_of_key(key).id;
-            if let Some(other) = ops.iter().filter_map(op_key).find(|k| shard(k) != group) {
-                return Err(Error::InvalidArgument(format!(
-                    "a batch is atomic within one shard only, and key {:?} is in shard {} while \
-                     the first key is in shard {group}: give keys that change together a common \
-                     hash tag ({{user42}}:a, {{user42}}:b), or use batch_per_shard",
-                    String::from_utf8_lossy(other),
-                    shard(other)
-                )));
-            }
-        }
-        let message = proto::BatchRequest {
-            id: Some(self.shared.ids.next()),
-            ops,
-        };
-        let response = self
-            .shared
-            .kv(
-                "Batch",
-                Route::Leader,
-                group,
-                message,
-                |mut c, r| async move { c.batch(r).await },
-            )
-            .await?;
-        if response.results.len() != count {
-            return Err(Error::Protocol(format!(
-                "batch of {count} ops answered with {} results",
-                response.results.len()
-            )));
-        }
-        Ok(response.results.into_iter().map(Into::into).collect())
+        batch::apply(&self.router, ops).await
     }
 }
 
@@ -627,8 +416,8 @@ impl Client {
         ops: impl IntoIterator<Item = BatchOp>,
     ) -> Result<Vec<OpResult>> {
         let ops: Vec<BatchOp> = ops.into_iter().collect();
-        self.shared.ensure_map().await?;
-        let Some(map) = self.shared.endpoints.map() else {
+        self.router.ensure_map().await?;
+        let Some(map) = self.router.endpoints.map() else {
             return self.batch(ops).await;
         };
         let mut parts: std::collections::BTreeMap<u64, Vec<(usize, BatchOp)>> =
@@ -653,68 +442,8 @@ impl Client {
     }
 }
 
-/// Merges one scan page from each shard into the next keys in order: all keys up to the
-/// first point where some shard still has more (beyond it, that shard's keys are unknown),
-/// at most `limit` of them (0: no limit beyond the pages').
-fn merge_pages(pages: Vec<proto::ScanResponse>, limit: usize) -> proto::ScanResponse {
-    let cutoff: Option<Bytes> = pages
-        .iter()
-        .filter(|p| p.more)
-        .filter_map(|p| p.items.last().map(|kv| kv.key.clone()))
-        .min();
-    let some_more = pages.iter().any(|p| p.more);
-    let mut items: Vec<proto::KeyValue> = pages
-        .into_iter()
-        .flat_map(|p| p.items)
-        .filter(|kv| cutoff.as_ref().is_none_or(|c| kv.key <= *c))
-        .collect();
-    items.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut more = some_more;
-    if limit > 0 && items.len() > limit {
-        items.truncate(limit);
-        more = true;
-    }
-    let next_start = match (more, items.last()) {
-        (true, Some(last)) => {
-            let mut next = last.key.to_vec();
-            next.push(0);
-            Bytes::from(next)
-        }
-        _ => Bytes::new(),
-    };
-    proto::ScanResponse {
-        items,
-        more: more && !next_start.is_empty(),
-        next_start,
-    }
-}
-
-/// A write handed to the coalescer: answered in a batch, or to be sent alone (holding the
-/// shard's turn, if it got it).
-enum Coalesced {
-    Done(proto::OpResult),
-    Alone(Option<TurnGuard>),
-}
-
 /// Most keys per `GetMany` call of [`Client::get_many`] (the server's default limit is 10,000).
 const GET_MANY_CHUNK: usize = 1000;
-
-/// A get's answer as the SDK returns it.
-fn found(key: Bytes, r: proto::GetResponse) -> Option<KeyValue> {
-    r.found.then(|| KeyValue {
-        key,
-        value: r.value,
-        version: r.version,
-    })
-}
-
-/// Linearizable reads need the leader; serializable ones are served by any node.
-fn read_route(consistency: ReadConsistency) -> Route {
-    match consistency {
-        ReadConsistency::Linearizable => Route::Leader,
-        ReadConsistency::Serializable => Route::AnyNode,
-    }
-}
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -88,6 +88,15 @@ pub(crate) fn check_key(key: &Bytes) -> Result<()> {
     Ok(())
 }
 
+/// A get's answer as the SDK returns it.
+pub(crate) fn found(key: Bytes, r: proto::GetResponse) -> Option<KeyValue> {
+    r.found.then(|| KeyValue {
+        key,
+        value: r.value,
+        version: r.version,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,29 +74,36 @@
 //! # Layout
 //!
 //! - [`Client`] (`client.rs`) — the data calls: put, get, get_many, delete, cas, scan, batch.
-//! - [`Admin`] (`admin.rs`) — init, members, status.
-//! - [`ClientConfig`] (`config.rs`) — endpoints, timeouts, backoff.
+//! - [`Admin`] (`admin.rs`) — init, members, shards, leader transfer, status.
+//! - [`ClientConfig`] (`config.rs`) — endpoints, timeouts, backoff, coalescing switches.
 //! - [`Error`] (`error.rs`) — the one error type and the gRPC status mapping.
-//! - [`Scan`], [`ScanPage`] (`scan.rs`) — scans and their continuation.
-//! - [`BatchOp`], [`OpResult`] (`batch.rs`) — atomic batches.
+//! - [`Scan`], [`ScanPage`] (`scan.rs`) — scans, their continuation, pages merged across shards.
+//! - [`BatchOp`], [`OpResult`] (`batch.rs`) — atomic batches and how one is sent.
 //! - [`KeyValue`], [`CasOutcome`], [`ReadConsistency`] (`kv.rs`) — values of data calls.
-//! - `coalesce.rs`, `read_coalesce.rs` — concurrent writes into `Batch`, gets into `GetMany`.
+//! - `router.rs` — `Router`, shared by a client and its admin handles: config, endpoints,
+//!   shard map, write ids; routes and sends every RPC.
+//! - `coalescer.rs` — the generic `Coalescer<C: Combine>`: per-place turns and queues.
+//! - `write_coalesce.rs` — its write side: concurrent puts and deletes into one `Batch`.
+//! - `read_coalesce.rs` — its read side: concurrent gets into one `GetMany`.
 //! - `retry.rs` — the call loop: leader hints, failover, backoff, deadline.
-//! - `endpoints.rs` — known nodes, their channels, the leader guess.
-//! - `backoff.rs`, `write_id.rs` — jittered pauses; write ids for exactly-once retries.
+//! - `endpoints.rs` — known nodes, their channels, the leader guess, the shard map.
+//! - `backoff.rs` — jittered exponential pauses between attempts.
+//! - `write_id.rs` — write ids for exactly-once retries.
 
 mod admin;
 mod backoff;
 mod batch;
 mod client;
-mod coalesce;
+mod coalescer;
 mod config;
 mod endpoints;
 mod error;
 mod kv;
 mod read_coalesce;
 mod retry;
+mod router;
 mod scan;
+mod write_coalesce;
 mod write_id;
 
 pub use admin::Admin;

@@ -14,6 +14,7 @@ use islab_proto::v1 as proto;
 
 use crate::error::{Error, Result};
 use crate::kv::{KeyValue, ReadConsistency};
+use crate::router::{Router, read_route};
 
 /// What to scan: keys in `[start, end)` (empty `end`: no upper bound) that begin with a
 /// prefix, in key order, up to a limit.
@@ -158,6 +159,66 @@ pub struct ScanPage {
     pub items: Vec<KeyValue>,
     /// The scan of the rest; `None` when the range is exhausted or the limit reached.
     pub next: Option<Scan>,
+}
+
+/// One page of `scan` (see [`Client::scan_page`](crate::Client::scan_page)): every shard
+/// asked for its next keys, in parallel, and the answers merged.
+pub(crate) async fn scan_page(router: &Router, scan: &Scan) -> Result<ScanPage> {
+    router.ensure_map().await?;
+    let route = read_route(scan.read_consistency());
+    let request = scan.request();
+    let shards: Vec<u64> = match router.endpoints.map() {
+        Some(map) if map.shards.len() > 1 => map.shards.iter().map(|s| s.id).collect(),
+        // One shard (or no map yet): the server knows which.
+        _ => vec![0],
+    };
+    let pages = shards.iter().map(|&shard| {
+        let message = proto::ScanRequest {
+            shard,
+            ..request.clone()
+        };
+        router.kv("Scan", route, shard, message, |mut c, r| async move {
+            c.scan(r).await
+        })
+    });
+    let pages = futures::future::try_join_all(pages).await?;
+    scan.page(merge_pages(pages, request.limit as usize))
+}
+
+/// Merges one scan page from each shard into the next keys in order: all keys up to the
+/// first point where some shard still has more (beyond it, that shard's keys are unknown),
+/// at most `limit` of them (0: no limit beyond the pages').
+fn merge_pages(pages: Vec<proto::ScanResponse>, limit: usize) -> proto::ScanResponse {
+    let cutoff: Option<Bytes> = pages
+        .iter()
+        .filter(|p| p.more)
+        .filter_map(|p| p.items.last().map(|kv| kv.key.clone()))
+        .min();
+    let some_more = pages.iter().any(|p| p.more);
+    let mut items: Vec<proto::KeyValue> = pages
+        .into_iter()
+        .flat_map(|p| p.items)
+        .filter(|kv| cutoff.as_ref().is_none_or(|c| kv.key <= *c))
+        .collect();
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut more = some_more;
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        more = true;
+    }
+    let next_start = match (more, items.last()) {
+        (true, Some(last)) => {
+            let mut next = last.key.to_vec();
+            next.push(0);
+            Bytes::from(next)
+        }
+        _ => Bytes::new(),
+    };
+    proto::ScanResponse {
+        items,
+        more: more && !next_start.is_empty(),
+        next_start,
+    }
 }
 
 #[cfg(test)]

@@ -375,11 +375,13 @@ mod tests {
     #[tokio::test]
     async fn max_in_flight_turns_go_at_once_and_the_next_waits() {
         let c = coalescer(2);
-        let Ok(Entered::Alone(Some(t1))) = c.enter(1, 1).await else {
-            panic!()
+        // Bounded: a broken turn limit must fail the test, not hang it.
+        let within = |f| tokio::time::timeout(Duration::from_secs(30), f);
+        let Ok(Ok(Entered::Alone(Some(t1)))) = within(c.enter(1, 1)).await else {
+            panic!("the first request did not go at once")
         };
-        let Ok(Entered::Alone(Some(t2))) = c.enter(1, 2).await else {
-            panic!()
+        let Ok(Ok(Entered::Alone(Some(t2)))) = within(c.enter(1, 2)).await else {
+            panic!("the second request did not go at once (max in flight 2)")
         };
         let third = queued(&c, 3).await;
         assert!(!third.is_finished());

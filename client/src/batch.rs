@@ -167,7 +167,6 @@ pub(crate) fn op_key(op: &proto::BatchOp) -> Option<&Bytes> {
 /// Applies wire `ops` atomically in their one shard (see [`Client::batch`](crate::Client::batch)):
 /// refuses ops of different shards before any I/O, takes the batch's write id once.
 pub(crate) async fn apply(router: &Router, ops: Vec<proto::BatchOp>) -> Result<Vec<OpResult>> {
-    let count = ops.len();
     let group = match ops.iter().filter_map(op_key).next() {
         Some(key) => router.group_of(key).await?,
         None => 0,
@@ -184,6 +183,21 @@ pub(crate) async fn apply(router: &Router, ops: Vec<proto::BatchOp>) -> Result<V
             )));
         }
     }
+    Ok(send(router, group, ops)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+/// Sends `ops` to `group`'s leader as one atomic Batch under a fresh write id, and checks that
+/// the answer has one result per op.
+pub(crate) async fn send(
+    router: &Router,
+    group: u64,
+    ops: Vec<proto::BatchOp>,
+) -> Result<Vec<proto::OpResult>> {
+    let count = ops.len();
     let message = proto::BatchRequest {
         id: Some(router.next_write_id()),
         ops,
@@ -203,7 +217,7 @@ pub(crate) async fn apply(router: &Router, ops: Vec<proto::BatchOp>) -> Result<V
             response.results.len()
         )));
     }
-    Ok(response.results.into_iter().map(Into::into).collect())
+    Ok(response.results)
 }
 
 #[cfg(test)]

@@ -33,10 +33,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use islab_proto::v1 as proto;
 
-use crate::batch::op_key;
+use crate::batch::{self, op_key};
 use crate::coalescer::{Coalescer, Combine};
 use crate::error::{Error, Result};
-use crate::retry::Route;
 use crate::router::Router;
 
 /// Most writes in one coalesced batch.
@@ -105,28 +104,7 @@ impl Combine for WriteBatches {
 
     /// Sends `ops` as one batch (or, for one write, as a batch of one).
     async fn send(&self, group: u64, ops: Vec<proto::BatchOp>) -> Result<Vec<proto::OpResult>> {
-        let count = ops.len();
-        let message = proto::BatchRequest {
-            id: Some(self.router.next_write_id()),
-            ops,
-        };
-        let response = self
-            .router
-            .kv(
-                "Batch",
-                Route::Leader,
-                group,
-                message,
-                |mut c, r| async move { c.batch(r).await },
-            )
-            .await?;
-        if response.results.len() != count {
-            return Err(Error::Protocol(format!(
-                "batch of {count} ops answered with {} results",
-                response.results.len()
-            )));
-        }
-        Ok(response.results)
+        batch::send(&self.router, group, ops).await
     }
 
     /// Refused as a whole, before anything was applied: one write spoiled it for all.

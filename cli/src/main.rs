@@ -7,7 +7,7 @@
 //! # Layout
 //!
 //! - `cli` — the clap types: global flags and one subcommand group per module.
-//! - `wal_dump` — `islab wal dump`: prints a WAL's records; `segment_scan` reads segments.
+//! - `wal_dump` — `islab wal dump`: prints a WAL's records as storage's scanner reads them.
 //! - `checkpoint_inspect` — `islab checkpoint inspect`.
 //! - `payload` — decoding the Raft layer's opaque payloads (entries, votes, membership).
 //! - `show` — bytes as text or JSON.
@@ -34,7 +34,6 @@ mod member;
 mod node_process;
 mod payload;
 mod playground;
-mod segment_scan;
 mod server;
 mod shard;
 mod show;

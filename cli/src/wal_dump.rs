@@ -1,7 +1,9 @@
 //! `islab wal dump`: a human-readable (or JSON Lines) view of a node's binary WAL.
 //!
-//! Segments are read by `segment_scan` (read-only, never through the `Wal`); this module
-//! prints what it finds, one line per segment, record and stretch of damage, then a summary:
+//! Segments are read by storage's own [`SegmentScan`], the reader recovery uses, so what
+//! this calls damage is what recovery would; files are read with plain `std::fs`, never through
+//! the `Wal` (opening it recovers, and recovery cuts torn tails). This module prints what it
+//! finds, one line per segment, record and stretch of damage, then a summary:
 //!
 //! ```text
 //! simple  00000000000000000001.log:32 entry group=1 term=1 index=1 put k (3 bytes)
@@ -13,22 +15,39 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use islab_storage::Record;
+use islab_storage::{Damage, DataDir, Record, ScanItem, SegmentScan, list_segments};
 use serde_json::{Map, Value, json};
 
 use crate::Outcome;
 use crate::cli::{WalDumpArgs, WriteOut};
 use crate::payload::{self, PayloadDecoder, Rendered};
-use crate::segment_scan::{self, Damage, DamageKind, Item};
+
+/// The directory holding the segments: the data directory's WAL if `dir` is one, else `dir`
+/// itself.
+fn wal_dir(dir: &Path) -> PathBuf {
+    let nested = DataDir::wal_dir_in(dir);
+    if nested.is_dir() {
+        nested
+    } else {
+        dir.to_path_buf()
+    }
+}
 
 pub fn run(args: &WalDumpArgs, format: WriteOut, out: &mut impl Write) -> Result<Outcome> {
     let format = if args.json { WriteOut::Json } else { format };
-    let dir = segment_scan::wal_dir(&args.dir);
-    let segments = segment_scan::list_segments(&dir)?;
+    let dir = wal_dir(&args.dir);
+    let segments =
+        list_segments(&dir).with_context(|| format!("reading WAL directory {}", dir.display()))?;
+    if segments.is_empty() {
+        anyhow::bail!(
+            "no WAL segments (files named like 00000000000000000001.log) in {}",
+            dir.display()
+        );
+    }
     let mut dump = Dump {
         out,
         format,
@@ -49,7 +68,7 @@ pub fn run(args: &WalDumpArgs, format: WriteOut, out: &mut impl Write) -> Result
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        dump.segment(*seq, path, &data, i + 1 == segments.len())?;
+        dump.segment(*seq, path, data, i + 1 == segments.len())?;
     }
     dump.summary(&dir)?;
     dump.out.flush()?;
@@ -100,7 +119,7 @@ struct Row {
 }
 
 impl<W: Write> Dump<'_, W> {
-    fn segment(&mut self, seq: u64, path: &Path, data: &Bytes, is_last: bool) -> Result<()> {
+    fn segment(&mut self, seq: u64, path: &Path, data: Bytes, is_last: bool) -> Result<()> {
         let file = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -125,18 +144,15 @@ impl<W: Write> Dump<'_, W> {
                 "type": "segment", "file": file, "seq": seq, "size": data.len(), "last": is_last,
             }))?,
         }
-        let mut result = Ok(());
-        segment_scan::scan(seq, data, is_last, |item| {
-            if result.is_ok() {
-                result = self.item(&file, item);
-            }
-        });
-        result
+        for item in SegmentScan::new(seq, data, is_last) {
+            self.item(&file, item)?;
+        }
+        Ok(())
     }
 
-    fn item(&mut self, file: &str, item: Item) -> Result<()> {
+    fn item(&mut self, file: &str, item: ScanItem) -> Result<()> {
         match item {
-            Item::Record {
+            ScanItem::Record {
                 offset,
                 len,
                 record,
@@ -153,7 +169,7 @@ impl<W: Write> Dump<'_, W> {
                 self.stats.shown += 1;
                 self.print_row(file, offset, len, row)
             }
-            Item::Damage(d) => {
+            ScanItem::Damage(d) => {
                 self.print_damage(file, &d)?;
                 self.stats.damage.push((file.to_string(), d));
                 Ok(())
@@ -322,9 +338,9 @@ impl<W: Write> Dump<'_, W> {
 
     fn summary(&mut self, dir: &Path) -> Result<()> {
         let s = &self.stats;
-        let mut by_kind: BTreeMap<DamageKind, u64> = BTreeMap::new();
+        let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
         for (_, d) in &s.damage {
-            *by_kind.entry(d.kind).or_default() += 1;
+            *by_kind.entry(d.kind.name()).or_default() += 1;
         }
         if self.format == WriteOut::Json {
             let entries: Map<String, Value> = s
@@ -363,10 +379,7 @@ impl<W: Write> Dump<'_, W> {
         let damage = if s.damage.is_empty() {
             "none".to_string()
         } else {
-            let parts: Vec<String> = by_kind
-                .iter()
-                .map(|(k, n)| format!("{n} {}", k.name()))
-                .collect();
+            let parts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {}", k)).collect();
             parts.join(", ")
         };
         writeln!(

@@ -60,7 +60,13 @@ impl DataDir {
     }
 
     pub fn wal_dir(&self) -> PathBuf {
-        self.root.join("wal")
+        DataDir::wal_dir_in(&self.root)
+    }
+
+    /// Where the WAL of the data directory `root` is, without opening (locking) it: for the
+    /// offline tools, which read a directory a node may be using.
+    pub fn wal_dir_in(root: &Path) -> PathBuf {
+        root.join("wal")
     }
 
     pub fn catalog_dir(&self) -> PathBuf {

@@ -14,9 +14,11 @@
 //!   - `wal::submission` — reserving log space (rotating segments) and queueing to the writer.
 //!   - `wal::shared` — what the handle and the writer share: state, queue, counters.
 //!   - `wal::writer` — the thread that group-commits, rotates segments and deletes old ones.
-//! - `recovery` — rebuilding the index at open: CRCs, torn tails, corruption modes.
-//! - `record`, `segment` — the on-disk framing of records and segment files.
-//! - `group_log` — one group's in-memory log index.
+//!   - `wal::record`, `wal::segment` — the on-disk framing of records and segment files.
+//!   - `wal::scan` — the one reader of a segment's bytes: records and the damage between them,
+//!     named the way recovery treats it (used by recovery and by `islab wal dump`).
+//!   - `wal::recovery` — rebuilding the index at open: what each kind of damage means.
+//!   - `wal::group_log` — one group's in-memory log index.
 //! - `fs`, [`sim`] — file I/O behind a trait, and a disk that can lose power, for tests.
 //! - `memstore` — the in-memory state machine: one shard's map of versioned values, its reads
 //!   (its unit tests in `memstore/tests.rs`).
@@ -42,11 +44,7 @@ mod data_dir;
 mod error;
 pub mod failpoints;
 mod fs;
-mod group_log;
 mod memstore;
-mod record;
-mod recovery;
-mod segment;
 pub mod sim;
 mod wal;
 
@@ -65,9 +63,10 @@ pub use memstore::command::{
     Command, MAX_GATHERED, POSITION_BITS, RESERVED_PREFIX, Request, Response, WriteId, version,
 };
 pub use memstore::{CheckpointScan, MemStore, SESSION_WINDOW, Versioned};
-pub use record::{Decoded, Record, decode as decode_record, find_next_record};
-pub use recovery::{RecoveryReport, Skipped, TornTail};
-pub use segment::{
+pub use wal::record::{Decoded, Record, decode as decode_record, find_next_record};
+pub use wal::recovery::{RecoveryReport, Skipped, TornTail};
+pub use wal::scan::{Damage, DamageKind, HeaderFault, ScanItem, SegmentScan, list_segments};
+pub use wal::segment::{
     HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header as decode_segment_header,
     encode_header as encode_segment_header, parse_segment_name, segment_name,
 };

@@ -34,15 +34,20 @@ use bytes::Bytes;
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, StdFs};
-use crate::group_log::{GroupLog, Loc};
-use crate::record::Record;
-use crate::recovery::{self, RecoveryReport};
-use crate::segment::segment_path;
-use crate::wal::shared::{CACHE_OVERHEAD, Counters, Msg, Op, Shared, State};
-use crate::wal::submission::{encode_summary, join, reserve, send, submit};
 use crate::{GroupId, LogPos, LogRecord, LogState};
+use group_log::{GroupLog, Loc};
+use record::Record;
+use recovery::RecoveryReport;
+use segment::segment_path;
+use shared::{CACHE_OVERHEAD, Counters, Msg, Op, Shared, State};
+use submission::{encode_summary, join, reserve, send, submit};
 
+pub(crate) mod group_log;
 mod read;
+pub(crate) mod record;
+pub(crate) mod recovery;
+pub(crate) mod scan;
+pub(crate) mod segment;
 mod shared;
 mod submission;
 mod writer;
@@ -132,7 +137,7 @@ impl Wal {
         // Start a fresh segment holding every group's state, so older segments can go.
         let active = recovered.last_segment + 1;
         let mut header_and_summary = Vec::new();
-        header_and_summary.extend_from_slice(&crate::segment::encode_header(active));
+        header_and_summary.extend_from_slice(&segment::encode_header(active));
         encode_summary(&recovered.groups, &mut header_and_summary);
         let path = segment_path(&dir, active);
         let file = fs

@@ -12,9 +12,9 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::fs::WalFile;
-use crate::record::{Decoded, Record, decode};
-use crate::segment::segment_path;
 use crate::wal::Wal;
+use crate::wal::record::{Decoded, Record, decode};
+use crate::wal::segment::segment_path;
 use crate::{GroupId, LogRecord};
 
 impl Wal {

@@ -15,7 +15,7 @@ use crate::GroupId;
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, WalFile};
-use crate::group_log::GroupLog;
+use crate::wal::group_log::GroupLog;
 
 /// Bookkeeping bytes charged to the cache budget per cached entry, so many tiny entries cannot
 /// hold far more memory than the budget says.

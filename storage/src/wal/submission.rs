@@ -10,9 +10,9 @@ use std::sync::mpsc;
 
 use crate::GroupId;
 use crate::error::Error;
-use crate::group_log::GroupLog;
-use crate::record::Record;
-use crate::segment::SEGMENT_HEADER_LEN;
+use crate::wal::group_log::GroupLog;
+use crate::wal::record::Record;
+use crate::wal::segment::SEGMENT_HEADER_LEN;
 use crate::wal::shared::{Callback, Msg, Op, State};
 
 pub(super) fn join(mut prefix: Vec<u8>, buf: Vec<u8>) -> Vec<u8> {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::fs::WalFile;
-use crate::segment::{SEGMENT_HEADER_LEN, encode_header, segment_path};
+use crate::wal::segment::{SEGMENT_HEADER_LEN, encode_header, segment_path};
 use crate::wal::shared::{CACHE_OVERHEAD, Msg, Shared};
 
 /// Most messages taken in one turn; bounds the latency of the first one in a burst.

@@ -27,12 +27,10 @@ use crate::LogPos;
 use crate::config::RecoveryMode;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, WalFile};
-use crate::group_log::{GroupLog, Loc};
-use crate::record::{Decoded, Record, decode, find_next_record};
-use crate::segment::{
-    HeaderError, SEGMENT_HEADER_LEN, WAL_FORMAT_VERSION, decode_header, parse_segment_name,
-    segment_path,
-};
+use crate::wal::group_log::{GroupLog, Loc};
+use crate::wal::record::Record;
+use crate::wal::scan::{Damage, DamageKind, HeaderFault, ScanItem, SegmentScan, segment_seqs};
+use crate::wal::segment::{WAL_FORMAT_VERSION, segment_path};
 
 /// What recovery found and did; logged at open and shown by `islab wal dump`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,13 +76,10 @@ pub(crate) struct Recovered {
 
 pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Result<Recovered> {
     let started = Instant::now();
-    let mut seqs: Vec<u64> = fs
+    let names = fs
         .list(dir)
-        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
-        .iter()
-        .filter_map(|n| parse_segment_name(n))
-        .collect();
-    seqs.sort_unstable();
+        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let seqs = segment_seqs(names.iter().map(String::as_str));
 
     let mut r = Recovered {
         groups: HashMap::new(),
@@ -105,58 +100,25 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
             fs.read_all(&path)
                 .map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
         );
-        match decode_header(&data) {
-            Ok(found) if found == seq => {}
-            Ok(found) => {
-                return Err(Error::Corrupt {
-                    file: path,
-                    offset: 0,
-                    reason: format!("header says segment {found}"),
-                });
-            }
-            Err(HeaderError::Version(version)) => {
-                return Err(Error::UnsupportedVersion {
-                    file: path,
-                    version,
-                    supported: WAL_FORMAT_VERSION,
-                });
-            }
-            Err(e) if is_last && data.len() <= SEGMENT_HEADER_LEN => {
-                // A segment whose creation was torn: it holds no record.
-                tracing::warn!(file = %path.display(), reason = ?e, "removing a torn new WAL segment");
-                r.report.torn_tail = Some(TornTail {
-                    file: path.clone(),
-                    offset: 0,
-                    bytes_dropped: data.len() as u64,
-                    reason: format!("{e:?}"),
-                });
+        let len = data.len() as u64;
+        let end = match scan.segment(
+            seq,
+            &path,
+            SegmentScan::new(seq, data, is_last),
+            &mut r.report,
+        )? {
+            Kept::Upto(end) => end,
+            Kept::Skipped => continue,
+            Kept::TornCreation => {
                 fs.remove(&path)
                     .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
                 continue;
             }
-            Err(e) => {
-                let reason = format!("bad segment header: {e:?}");
-                if mode == RecoveryMode::TolerateCorruption {
-                    tracing::error!(file = %path.display(), %reason, "skipping a whole WAL segment");
-                    r.report.skipped.push(Skipped {
-                        file: path,
-                        offset: 0,
-                        reason,
-                    });
-                    continue;
-                }
-                return Err(Error::Corrupt {
-                    file: path,
-                    offset: 0,
-                    reason,
-                });
-            }
-        }
-        let end = scan.segment(seq, &path, &data, is_last, &mut r.report)?;
+        };
         let file = fs
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        if end < data.len() as u64 {
+        if end < len {
             // Cut the torn tail for good: this segment is about to stop being the last one.
             file.set_len(end)
                 .and_then(|_| file.sync_data())
@@ -184,6 +146,16 @@ pub(crate) fn recover(dir: &Path, fs: &dyn FileSystem, mode: RecoveryMode) -> Re
     Ok(r)
 }
 
+/// What recovery keeps of one segment.
+enum Kept {
+    /// Its records up to this offset (the rest, a torn tail, is cut).
+    Upto(u64),
+    /// None: a corrupt segment skipped in tolerate-corruption mode. The file stays.
+    Skipped,
+    /// None, and the file goes: the last segment, whose creation was torn (no valid header).
+    TornCreation,
+}
+
 /// Groups cut at a hole, with the last index kept.
 type CutGroups = BTreeMap<GroupId, Option<u64>>;
 
@@ -207,63 +179,118 @@ struct Replayed {
 }
 
 impl Scan {
-    /// Replays one segment; returns the offset where its valid records end.
+    /// Replays one segment: applies its records and decides what its damage means.
     fn segment(
         &mut self,
         seq: u64,
         path: &Path,
-        data: &Bytes,
-        is_last: bool,
+        items: SegmentScan,
         report: &mut RecoveryReport,
-    ) -> Result<u64> {
-        let mut pos = SEGMENT_HEADER_LEN;
-        while pos < data.len() {
-            let reason = match decode(&data.slice(pos..)) {
-                Decoded::Record(record, len) => {
-                    self.apply(record, seq, pos as u64, len as u32);
+    ) -> Result<Kept> {
+        let tolerate = self.mode == RecoveryMode::TolerateCorruption;
+        let corrupt = |offset, reason| Error::Corrupt {
+            file: path.to_path_buf(),
+            offset,
+            reason,
+        };
+        let mut items = items;
+        for item in items.by_ref() {
+            let damage = match item {
+                ScanItem::Record {
+                    offset,
+                    len,
+                    record,
+                } => {
+                    self.apply(record, seq, offset, len as u32);
                     report.records += 1;
-                    pos += len;
                     continue;
                 }
-                Decoded::Incomplete => "the record runs past the end of the file".to_string(),
-                Decoded::Corrupt(reason) => reason,
+                ScanItem::Damage(damage) => damage,
             };
-            let next = find_next_record(data, pos);
-            if is_last && next.is_none() {
-                tracing::warn!(
-                    file = %path.display(), offset = pos, %reason,
-                    "cutting a torn tail off the WAL (never acknowledged)"
-                );
-                report.torn_tail = Some(TornTail {
-                    file: path.to_path_buf(),
-                    offset: pos as u64,
-                    bytes_dropped: (data.len() - pos) as u64,
-                    reason,
-                });
-                return Ok(pos as u64);
-            }
-            if self.mode != RecoveryMode::TolerateCorruption {
-                return Err(Error::Corrupt {
-                    file: path.to_path_buf(),
-                    offset: pos as u64,
-                    reason: format!(
-                        "{reason} (valid records follow, so this is not a torn write; \
-                         start with --wal-recovery=tolerate-corruption to skip it)"
-                    ),
-                });
-            }
-            tracing::error!(file = %path.display(), offset = pos, %reason, "skipping a corrupt WAL record");
-            report.skipped.push(Skipped {
-                file: path.to_path_buf(),
-                offset: pos as u64,
+            let Damage {
+                offset,
+                kind,
                 reason,
-            });
-            match next {
-                Some(next) => pos = next,
-                None => return Ok(pos as u64),
+                resumed_at,
+                bytes,
+            } = damage;
+            match kind {
+                DamageKind::BadHeader(HeaderFault::Version(version)) => {
+                    return Err(Error::UnsupportedVersion {
+                        file: path.to_path_buf(),
+                        version,
+                        supported: WAL_FORMAT_VERSION,
+                    });
+                }
+                // A header naming another segment is a file misplaced by hand: never skipped.
+                DamageKind::BadHeader(HeaderFault::WrongSegment(_)) => {
+                    return Err(corrupt(0, reason));
+                }
+                DamageKind::TornTail => {
+                    let creation = offset == 0;
+                    if creation {
+                        tracing::warn!(file = %path.display(), %reason, "removing a torn new WAL segment");
+                    } else {
+                        tracing::warn!(
+                            file = %path.display(), offset, %reason,
+                            "cutting a torn tail off the WAL (never acknowledged)"
+                        );
+                    }
+                    report.torn_tail = Some(TornTail {
+                        file: path.to_path_buf(),
+                        offset,
+                        bytes_dropped: bytes,
+                        reason,
+                    });
+                    return Ok(if creation {
+                        Kept::TornCreation
+                    } else {
+                        Kept::Upto(offset)
+                    });
+                }
+                DamageKind::BadHeader(HeaderFault::Invalid(_)) | DamageKind::Corrupt
+                    if offset == 0 =>
+                {
+                    if !tolerate {
+                        return Err(corrupt(0, reason));
+                    }
+                    tracing::error!(file = %path.display(), %reason, "skipping a whole WAL segment");
+                    report.skipped.push(Skipped {
+                        file: path.to_path_buf(),
+                        offset: 0,
+                        reason,
+                    });
+                    return Ok(Kept::Skipped);
+                }
+                DamageKind::BadHeader(HeaderFault::Invalid(_)) | DamageKind::Corrupt => {
+                    if !tolerate {
+                        let why = if resumed_at.is_some() {
+                            "valid records follow, so this is not a torn write"
+                        } else {
+                            "the segment was synced in full before a newer one was started, \
+                             so this is not a torn write"
+                        };
+                        return Err(corrupt(
+                            offset,
+                            format!(
+                                "{reason} ({why}; start with \
+                                 --wal-recovery=tolerate-corruption to skip it)"
+                            ),
+                        ));
+                    }
+                    tracing::error!(file = %path.display(), offset, %reason, "skipping a corrupt WAL record");
+                    report.skipped.push(Skipped {
+                        file: path.to_path_buf(),
+                        offset,
+                        reason,
+                    });
+                    if resumed_at.is_none() {
+                        return Ok(Kept::Upto(offset));
+                    }
+                }
             }
         }
-        Ok(pos as u64)
+        Ok(Kept::Upto(items.len() as u64))
     }
 
     fn apply(&mut self, record: Record, seq: u64, offset: u64, len: u32) {

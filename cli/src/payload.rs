@@ -2,7 +2,8 @@
 //! and checkpoint membership, all written by the Raft layer.
 //!
 //! Storage frames and checksums these blobs but never looks inside; `islab-raft` encodes them
-//! with `islab_storage::codec` (bincode 2 over serde) as openraft values. A [`PayloadDecoder`]
+//! with `islab_storage::codec` (bincode 2 over serde) as openraft values and owns their decoders
+//! ([`islab_raft::encoding`]); this module only renders what they return. A [`PayloadDecoder`]
 //! turns one blob into a line of text and a JSON value. [`RaftPayloads`] decodes them as the
 //! Raft layer wrote them; [`RawPayloads`] shows only their length and first bytes (`--raw`,
 //! and the fallback for a blob that does not decode, which is not damage: the record's checksum
@@ -10,8 +11,9 @@
 
 use std::collections::BTreeSet;
 
+use islab_raft::encoding;
 use islab_raft::{EntryPayload, LogId, Membership, StoredMembership, Vote};
-use islab_storage::{Command, codec};
+use islab_storage::Command;
 use serde_json::{Map, Value, json};
 
 use crate::show;
@@ -92,11 +94,13 @@ impl PayloadDecoder for RawPayloads {
     }
 }
 
-/// Decodes blobs as `islab-raft` writes them: openraft values through `islab_storage::codec`.
+/// Decodes blobs with `islab-raft`'s own decoders ([`islab_raft::encoding`]), so the dump
+/// reads exactly the format the node writes.
 pub struct RaftPayloads;
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    codec::decode(bytes).map_err(|e| e.to_string())
+/// A decode error as the text shown in place of a value.
+fn shown(e: islab_raft::Error) -> String {
+    e.to_string()
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, String> {
@@ -105,28 +109,30 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, String> {
 
 impl PayloadDecoder for RaftPayloads {
     fn entry(&self, payload: &[u8]) -> Result<Rendered, String> {
-        Ok(match decode::<EntryPayload>(payload)? {
-            EntryPayload::Blank => Rendered {
-                text: "blank".into(),
-                json: json!({"type": "blank"}),
-            },
-            EntryPayload::Normal(request) => Rendered {
-                text: request.to_string(),
-                json: {
-                    let mut json = request_json(&request);
-                    json["type"] = "normal".into();
-                    json
+        Ok(
+            match encoding::decode_entry_payload(payload).map_err(shown)? {
+                EntryPayload::Blank => Rendered {
+                    text: "blank".into(),
+                    json: json!({"type": "blank"}),
+                },
+                EntryPayload::Normal(request) => Rendered {
+                    text: request.to_string(),
+                    json: {
+                        let mut json = request_json(&request);
+                        json["type"] = "normal".into();
+                        json
+                    },
+                },
+                EntryPayload::Membership(m) => Rendered {
+                    text: format!("membership {}", membership_text(&m)),
+                    json: json!({"type": "membership", "membership": to_json(&m)?}),
                 },
             },
-            EntryPayload::Membership(m) => Rendered {
-                text: format!("membership {}", membership_text(&m)),
-                json: json!({"type": "membership", "membership": to_json(&m)?}),
-            },
-        })
+        )
     }
 
     fn vote(&self, data: &[u8]) -> Result<Rendered, String> {
-        let vote: Vote = decode(data)?;
+        let vote: Vote = encoding::decode_vote(data).map_err(shown)?;
         Ok(Rendered {
             text: vote.to_string(),
             json: to_json(&vote)?,
@@ -134,7 +140,7 @@ impl PayloadDecoder for RaftPayloads {
     }
 
     fn committed(&self, data: &[u8]) -> Result<Rendered, String> {
-        let committed: Option<LogId> = decode(data)?;
+        let committed: Option<LogId> = encoding::decode_committed(data).map_err(shown)?;
         Ok(Rendered {
             text: committed.map_or_else(|| "none".into(), |c| c.to_string()),
             json: to_json(&committed)?,
@@ -142,7 +148,7 @@ impl PayloadDecoder for RaftPayloads {
     }
 
     fn membership(&self, data: &[u8]) -> Result<Rendered, String> {
-        let m: StoredMembership = decode(data)?;
+        let m: StoredMembership = encoding::decode_membership(data).map_err(shown)?;
         let log_id = m.log_id().map_or_else(|| "none".into(), |l| l.to_string());
         Ok(Rendered {
             text: format!("log-id={log_id} {}", membership_text(m.membership())),
@@ -232,6 +238,7 @@ fn command_json(cmd: &Command) -> Value {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use islab_storage::codec;
 
     use super::*;
 

@@ -40,7 +40,7 @@ pub fn entry_to_record(entry: &Entry) -> Result<LogRecord, Error> {
 
 /// Decodes a WAL record back into the entry openraft appended.
 pub fn record_to_entry(record: &LogRecord) -> Result<Entry, Error> {
-    let payload: EntryPayload = codec::decode(&record.payload)?;
+    let payload = decode_entry_payload(&record.payload)?;
     Ok(Entry {
         log_id: log_id(LogPos {
             term: record.term,
@@ -50,6 +50,12 @@ pub fn record_to_entry(record: &LogRecord) -> Result<Entry, Error> {
     })
 }
 
+/// Decodes the payload of an entry record (what `islab wal dump` shows for each entry).
+pub fn decode_entry_payload(bytes: &[u8]) -> Result<EntryPayload, Error> {
+    Ok(codec::decode(bytes)?)
+}
+
+/// Encodes a vote as the blob the WAL keeps for it.
 pub(crate) fn encode_vote(vote: &Vote) -> Result<Bytes, Error> {
     Ok(Bytes::from(codec::encode(vote)?))
 }

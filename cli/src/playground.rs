@@ -30,7 +30,7 @@ use crate::Outcome;
 use crate::cli::{DurabilityArg, PlaygroundArgs, WriteOut};
 use crate::cluster;
 use crate::connect;
-use crate::node_process::{NodeProcess, NodeProcesses, STOP_GRACE, describe};
+use crate::node_process::{self, NodeProcesses, STOP_GRACE, TAIL_LINES, describe};
 
 /// How long the nodes may take to start serving, and then to form the cluster. Generous:
 /// a loaded machine may be slow, and the wait ends as soon as the condition holds.
@@ -104,7 +104,7 @@ pub fn run(args: &PlaygroundArgs, format: WriteOut, out: &mut impl Write) -> Res
             let log = dir.join(format!("node{id}.log"));
             nodes
                 .nodes
-                .push(NodeProcess::spawn(&exe, id, addr, &data, log, &extra)?);
+                .push(node_process::spawn(&exe, id, addr, &data, log, &extra)?);
         }
         let probe = connect::probe_client(&addrs, Default::default(), Duration::from_secs(2))?;
         let ready = tokio::select! {
@@ -333,7 +333,7 @@ async fn run_until_signal(signals: &mut StopSignals, nodes: &mut NodeProcesses) 
                     node.id,
                     describe(status),
                     node.log.display(),
-                    node.log_tail()
+                    node.log_tail(TAIL_LINES)
                 );
             }
         }

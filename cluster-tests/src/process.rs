@@ -1,9 +1,10 @@
-//! One `islab server` process.
+//! One `islab server` process of a test: an [`islab_process::NodeProcess`] (the same child
+//! the playground runs) under the settings every test wants, restartable on the same data.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use islab_process::{Launch, Stopped};
 
 use crate::{free_port, islab_binary};
 
@@ -19,7 +20,7 @@ pub struct NodeProcess {
     binary: Option<PathBuf>,
     /// Extra environment for the next start (`FAILPOINTS`, say).
     env: Vec<(String, String)>,
-    child: Option<Child>,
+    child: Option<islab_process::NodeProcess>,
 }
 
 impl NodeProcess {
@@ -105,18 +106,9 @@ impl NodeProcess {
     /// process is then reaped: [`NodeProcess::start`] may run it again), or `None` if it still
     /// runs (or was not running).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let c = self.child.as_mut()?;
-            if let Ok(Some(status)) = c.try_wait() {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = self.child.as_mut()?.wait_exit(timeout)?;
+        self.child = None;
+        Some(status)
     }
 
     pub fn addr(&self) -> String {
@@ -125,83 +117,43 @@ impl NodeProcess {
 
     /// The process id while the node runs (to signal it, e.g. SIGSTOP/SIGCONT).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.child.as_ref().map(|c| c.pid())
     }
 
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.exit_status().is_none())
     }
 
     /// Starts the process and waits (30 s) for its "serving" line; a node that exits instead
     /// (a port taken meanwhile by another process, say) fails the test with its log.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} already running", self.id);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("node log");
         let binary = self.binary.clone().unwrap_or_else(islab_binary);
-        let mut child = Command::new(binary)
-            .arg("server")
-            .args(["--id", &self.id.to_string()])
-            .args(["--listen", &self.addr()])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            // Failover takes the leader lease (the maximum election timeout, 2 × 500 ms) plus
-            // at most one more election timeout: well inside the 5 s the failover test allows.
-            .args(["--heartbeat-ms", "100", "--election-timeout-ms", "500"])
-            .args(&self.extra_args)
+        let mut launch = Launch::new(binary, self.id, self.addr(), &self.data_dir, &self.log);
+        // Failover takes the leader lease (the maximum election timeout, 2 × 500 ms) plus at
+        // most one more election timeout: well inside the 5 s the failover test allows.
+        launch.args = ["--heartbeat-ms", "100", "--election-timeout-ms", "500"]
+            .into_iter()
+            .map(String::from)
+            .chain(self.extra_args.iter().cloned())
+            .collect();
+        launch
             .env("RUST_LOG", "info,openraft=warn")
             // The default reserve (256 MiB) would refuse every write on a machine whose /tmp
             // is nearly full; tests that are about the reserve set the flag themselves.
             .env("ISLAB_MIN_FREE_DISK_BYTES", (32u64 << 20).to_string())
             // A crash's message stays at the end of the log (`log_tail`), not under a
             // backtrace the test runner's own RUST_BACKTRACE would add.
-            .env("RUST_BACKTRACE", "0")
-            .envs(self.env.iter().map(|(n, v)| (n, v)))
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn islab server");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("serving on") => break,
-                Ok(_) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().ok();
-                    panic!(
-                        "node {} exited during start ({status:?}); log:\n{}",
-                        self.id,
-                        self.log_tail()
-                    );
-                }
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "node {} exited during start ({status}); log:\n{}",
-                    self.id,
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} did not serve within 30 s; log:\n{}",
-                self.id,
-                self.log_tail()
-            );
+            .env("RUST_BACKTRACE", "0");
+        for (name, value) in &self.env {
+            launch.env(name, value);
+        }
+        let mut child = islab_process::NodeProcess::spawn(&launch).expect("spawn islab server");
+        if let Err(e) = child.wait_serving(Duration::from_secs(30)) {
+            child.kill();
+            panic!("{e}");
         }
         self.child = Some(child);
     }
@@ -209,8 +161,7 @@ impl NodeProcess {
     /// `kill -9`: no shutdown, no flush beyond what the node already made durable.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
         }
     }
 
@@ -219,20 +170,9 @@ impl NodeProcess {
         let Some(mut c) = self.child.take() else {
             return true;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.success();
-            }
-            if Instant::now() >= deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match c.stop(Duration::from_secs(30)) {
+            Stopped::Exited(status) => status.success(),
+            Stopped::Killed => false,
         }
     }
 

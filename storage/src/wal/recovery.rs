@@ -290,7 +290,7 @@ impl Scan {
                 }
             }
         }
-        Ok(Kept::Upto(items.len() as u64))
+        Ok(Kept::Upto(items.segment_len() as u64))
     }
 
     fn apply(&mut self, record: Record, seq: u64, offset: u64, len: u32) {

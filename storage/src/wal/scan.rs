@@ -102,7 +102,7 @@ impl SegmentScan {
     }
 
     /// The length of the segment's bytes.
-    pub fn len(&self) -> usize {
+    pub fn segment_len(&self) -> usize {
         self.data.len()
     }
 

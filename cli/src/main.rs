@@ -6,39 +6,23 @@
 //!
 //! # Layout
 //!
-//! - `cli` — the clap types: global flags and one subcommand group per module.
-//! - `wal_dump` — `islab wal dump`: prints a WAL's records as storage's scanner reads them.
-//! - `checkpoint_inspect` — `islab checkpoint inspect`.
-//! - `payload` — decoding the Raft layer's opaque payloads (entries, votes, membership).
-//! - `show` — bytes as text or JSON.
-//! - `server` — `islab server`: a node in the foreground, config layering, signals.
-//! - `playground` — `islab playground`: a local cluster of node processes (`node_process`).
-//! - `cluster`, `member`, `kv` — the client commands (`cluster init|status`, `member …`,
-//!   `put|get|del|scan`), over the SDK; `connect` builds their runtime and client, `table`
-//!   lines up `-w table` output.
-//! - `bench` — `islab bench`: load generator with HDR latency percentiles; `bench_target` is
-//!   what it loads (IsLabDB, or etcd through `bench_etcd` with the `etcd` feature).
-//! - `health` — `islab health`: one gRPC health check, for container healthchecks.
+//! - `cli` — the clap types: global flags, the command list, each group's arguments.
+//! - `commands` — the commands that run a node or talk to one (`server`, `cluster`, `member`,
+//!   `shard`, `put|get|del|scan`, `health`).
+//! - `inspect` — the offline tools (`wal dump`, `checkpoint inspect`) and payload rendering.
+//! - `bench` — `islab bench`: the load generator (workload, tally, report, target).
+//! - `playground` — `islab playground`: a local cluster of node processes.
+//! - `connect` — the client commands' runtime and SDK client.
+//! - `show` — bytes as text or JSON; `table` — lining up `-w table` output.
 
 mod bench;
-#[cfg(feature = "etcd")]
-mod bench_etcd;
-mod bench_target;
-mod checkpoint_inspect;
 mod cli;
-mod cluster;
+mod commands;
 mod connect;
-mod health;
-mod kv;
-mod member;
-mod node_process;
-mod payload;
+mod inspect;
 mod playground;
-mod server;
-mod shard;
 mod show;
 mod table;
-mod wal_dump;
 
 use std::io::{self, BufWriter, Write};
 
@@ -47,6 +31,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{CheckpointCommand, Cli, Command, WalCommand};
+use crate::commands::{cluster, health, kv, member, server, shard};
+use crate::inspect::{checkpoint, wal_dump};
 
 /// mimalloc instead of glibc malloc: the apply path allocates and frees a value per write, and
 /// glibc's free lists were half of its profile (docs/benchmarks.md).
@@ -101,7 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Server(args) => server::run(*args)?,
         Command::Wal(WalCommand::Dump(args)) => wal_dump::run(&args, format, &mut out)?,
         Command::Checkpoint(CheckpointCommand::Inspect(args)) => {
-            checkpoint_inspect::run(&args, format, &mut out)?
+            checkpoint::run(&args, format, &mut out)?
         }
         Command::Bench(args) => bench::run(&args, global, format, &mut out)?,
         Command::Playground(args) => playground::run(&args, format, &mut out)?,

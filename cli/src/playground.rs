@@ -1,7 +1,7 @@
 //! `islab playground`: a real local cluster in one command, for trying IsLabDB out.
 //!
 //! ```text
-//! check the ports are free → start N `islab server` processes (node_process)
+//! check the ports are free → start N `islab server` processes (`nodes`)
 //!   → poll Status until every node serves (a node that dies: show its log's tail)
 //!   → no cluster id anywhere: Init; one already there: reuse it (a restarted playground)
 //!   → wait until every node knows the cluster and agrees on a leader
@@ -12,6 +12,11 @@
 //! Every wait polls a condition against a deadline; the nodes' own logs are in
 //! `<dir>/node<i>.log`. The data stays in `<dir>`, so running the playground again on it
 //! brings the same cluster back (same members, same data) instead of initialising another.
+
+//!
+//! Modules: `nodes` — the node processes as one group that stops together.
+
+pub mod nodes;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -26,11 +31,11 @@ use serde_json::json;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 
+use self::nodes::{NodeProcesses, STOP_GRACE, TAIL_LINES, describe};
 use crate::Outcome;
 use crate::cli::{DurabilityArg, PlaygroundArgs, WriteOut};
-use crate::cluster;
+use crate::commands::cluster;
 use crate::connect;
-use crate::node_process::{self, NodeProcesses, STOP_GRACE, TAIL_LINES, describe};
 
 /// How long the nodes may take to start serving, and then to form the cluster. Generous:
 /// a loaded machine may be slow, and the wait ends as soon as the condition holds.
@@ -104,7 +109,7 @@ pub fn run(args: &PlaygroundArgs, format: WriteOut, out: &mut impl Write) -> Res
             let log = dir.join(format!("node{id}.log"));
             nodes
                 .nodes
-                .push(node_process::spawn(&exe, id, addr, &data, log, &extra)?);
+                .push(nodes::spawn(&exe, id, addr, &data, log, &extra)?);
         }
         let probe = connect::probe_client(&addrs, Default::default(), Duration::from_secs(2))?;
         let ready = tokio::select! {

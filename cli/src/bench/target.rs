@@ -1,5 +1,5 @@
 //! The systems `islab bench` can load: an IsLabDB cluster through the SDK, or (feature `etcd`,
-//! `--target etcd`) an etcd cluster through `bench_etcd`. `bench.rs` only sees [`Target`]: the
+//! `--target etcd`) an etcd cluster through `etcd`. `bench.rs` only sees [`Target`]: the
 //! loops, keys, histograms and report are the same for both.
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::connect;
 pub(crate) enum Target {
     Islab(Client),
     #[cfg(feature = "etcd")]
-    Etcd(Box<crate::bench_etcd::Etcd>),
+    Etcd(Box<super::etcd::Etcd>),
 }
 
 /// What a target says about itself for the report.
@@ -40,8 +40,7 @@ impl Target {
             #[cfg(feature = "etcd")]
             BenchTarget::Etcd => {
                 let timeout = global.timeout.unwrap_or(Duration::from_secs(30));
-                let etcd =
-                    crate::bench_etcd::Etcd::connect(&connect::endpoints(global), timeout).await?;
+                let etcd = super::etcd::Etcd::connect(&connect::endpoints(global), timeout).await?;
                 Ok(Target::Etcd(Box::new(etcd)))
             }
             #[cfg(not(feature = "etcd"))]

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Outcome;
 use crate::cli::{WalDumpArgs, WriteOut};
-use crate::payload::{self, PayloadDecoder, Rendered};
+use crate::inspect::payload::{self, PayloadDecoder, Rendered};
 
 /// The directory holding the segments: the data directory's WAL if `dir` is one, else `dir`
 /// itself.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Outcome;
 use crate::cli::{CheckpointInspectArgs, WriteOut};
-use crate::payload;
+use crate::inspect::payload;
 use crate::show;
 
 /// Bytes of a key or value shown in text output.

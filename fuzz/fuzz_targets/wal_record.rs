@@ -2,8 +2,9 @@
 //!
 //! Input: `mode u8 | split u16 LE | bytes`. The bytes are decoded record by record
 //! (`decode_record`, resuming with `find_next_record` after damage), every record found must
-//! re-encode to a record that decodes the same; then the bytes become one or two segment files
-//! on a simulated disk and `Wal::open` recovers them: it must return `Ok` or `Err`, never panic,
+//! re-encode to a record that decodes the same; `SegmentScan` (the reader recovery and the dump
+//! share) must account for every byte of each segment; then the bytes become one or two
+//! segment files on a simulated disk and `Wal::open` recovers them: it must return `Ok` or `Err`, never panic,
 //! and a WAL it opened must read back and open again to the same state.
 #![no_main]
 
@@ -14,8 +15,9 @@ use bytes::Bytes;
 use islab_fuzz::{FIX_CRCS, WAL_HEADER, WAL_SPLIT, WAL_TOLERATE, fix_wal_crcs};
 use islab_storage::sim::SimFs;
 use islab_storage::{
-    Decoded, FileSystem, Record, RecoveryMode, Wal, WalConfig, decode_record,
-    decode_segment_header, encode_segment_header, find_next_record, segment_name,
+    DamageKind, Decoded, FileSystem, Record, RecoveryMode, SEGMENT_HEADER_LEN, ScanItem,
+    SegmentScan, Wal, WalConfig, decode_record, decode_segment_header, encode_segment_header,
+    find_next_record, segment_name,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -32,6 +34,8 @@ fuzz_target!(|input: &[u8]| {
     let data = Bytes::from(data);
     records(&data);
     let _ = decode_segment_header(&data);
+    scan(1, &data, true);
+    scan(1, &data, false);
 
     let segments: Vec<Vec<u8>> = if mode & WAL_SPLIT != 0 {
         let at = split.min(data.len());
@@ -42,6 +46,7 @@ fuzz_target!(|input: &[u8]| {
     let fs = SimFs::new();
     let dir = Path::new("/wal");
     fs.create_dir_all(dir).unwrap();
+    let count = segments.len();
     for (i, body) in segments.into_iter().enumerate() {
         let seq = i as u64 + 1;
         let mut file = Vec::new();
@@ -49,6 +54,7 @@ fuzz_target!(|input: &[u8]| {
             file.extend_from_slice(&encode_segment_header(seq));
         }
         file.extend_from_slice(&body);
+        scan(seq, &Bytes::from(file.clone()), i + 1 == count);
         let f = fs.create(&dir.join(segment_name(seq))).unwrap();
         f.write_at(&file, 0).unwrap();
         f.sync_data().unwrap();
@@ -108,6 +114,47 @@ fn records(data: &Bytes) {
             },
         }
     }
+}
+
+/// Scans one segment file with storage's `SegmentScan` (the reader recovery and `islab wal
+/// dump` share) and checks what it yields tiles the file: every item starts where the one
+/// before ended, damage says where it resumed, a torn tail is only the end of the last
+/// segment, and nothing is left unread.
+fn scan(seq: u64, file: &Bytes, is_last: bool) {
+    let len = file.len() as u64;
+    // A valid header is a full one: records start after it. Damage at 0 is the header's.
+    let mut end = (SEGMENT_HEADER_LEN as u64).min(len);
+    let mut torn = false;
+    for item in SegmentScan::new(seq, file.clone(), is_last) {
+        assert!(!torn, "an item after a torn tail");
+        match item {
+            ScanItem::Record { offset, len: n, .. } => {
+                assert_eq!(offset, end, "a record not where the last item ended");
+                end = offset + n as u64;
+            }
+            ScanItem::Damage(d) => {
+                if d.offset == 0 {
+                    end = 0;
+                }
+                assert_eq!(d.offset, end, "damage not where the last item ended: {d:?}");
+                assert!(d.bytes > 0 || len == 0, "empty damage: {d:?}");
+                end = d.offset + d.bytes;
+                match d.resumed_at {
+                    Some(at) => assert_eq!(at, end, "{d:?}"),
+                    None => assert_eq!(end, len, "damage without a resume point ends early: {d:?}"),
+                }
+                if d.kind == DamageKind::TornTail {
+                    assert!(
+                        is_last,
+                        "a torn tail in a segment that is not the last: {d:?}"
+                    );
+                    torn = true;
+                }
+            }
+        }
+        assert!(end <= len, "an item past the end of the file");
+    }
+    assert_eq!(end, len, "the scan left bytes unread");
 }
 
 /// Everything the WAL holds, as its public API shows it.

@@ -6,6 +6,8 @@
 //! - [`v1`] — `islab.v1`: the `Kv` data service and the `Admin` service.
 //! - [`raft::v1`] — `islab.raft.v1`: the node-to-node `Transport`.
 //! - [`FILE_DESCRIPTOR_SET`] — the compiled descriptors, served by gRPC reflection.
+//! - `convert` — the shard map between its wire form (`islab.v1.ShardMap`) and
+//!   `islab_shardmap::ShardMap`.
 
 /// `islab.v1`: data and administration.
 pub mod v1 {

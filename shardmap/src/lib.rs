@@ -10,8 +10,12 @@
 //! every change makes a new map with a higher [`ShardMap::epoch`]. The map is replicated by the
 //! meta group and cached by clients, which route every key straight to its shard's leader.
 //!
-//! [`placement`] holds the pure decisions built on the map: where a new replica goes, which
-//! replica leaves, which leader moves.
+//! # Layout
+//!
+//! - `slot` — keys to hash slots ([`slot_of`], [`SLOTS`]).
+//! - `shard_map` — [`ShardMap`]: slot ranges, their shards and replicas, at one epoch.
+//! - [`placement`] — the pure decisions built on the map: where a new replica goes, which
+//!   replica leaves, which leader moves.
 
 pub mod placement;
 mod shard_map;

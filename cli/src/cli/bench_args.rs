@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 
-use super::ConsistencyArg;
+use super::client_args::ConsistencyArg;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -31,7 +31,7 @@ pub struct BenchArgs {
     pub rate: Option<u64>,
 
     /// How long to measure (e.g. 10s, 1m).
-    #[arg(long, default_value = "10s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = super::values::parse_duration)]
     pub duration: std::time::Duration,
 
     /// Key size in bytes (at least 8).

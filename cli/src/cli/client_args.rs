@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::parse_duration;
+use super::values::parse_duration;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::EXIT_STATUS;
+use super::values::EXIT_STATUS;
 
 #[derive(Debug, Subcommand)]
 pub enum WalCommand {

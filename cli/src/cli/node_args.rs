@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::parse_mapping;
+use super::values::parse_mapping;
 
 /// `islab playground`.
 #[derive(Debug, Args)]

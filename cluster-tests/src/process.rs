@@ -176,6 +176,18 @@ impl NodeProcess {
         }
     }
 
+    /// Where the running node serves `/metrics` (started with `--metrics-listen`): the address
+    /// its last start printed, so `127.0.0.1:0` (any free port) works.
+    pub fn metrics_addr(&self) -> Option<String> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains(" metrics on http://"))?;
+        let url = line.split(" metrics on http://").nth(1)?;
+        Some(url.trim_end_matches("/metrics").to_string())
+    }
+
     /// Whether the node's whole log (every run on this data directory) contains `text`.
     pub fn log_contains(&self, text: &str) -> bool {
         std::fs::read_to_string(&self.log)

@@ -28,6 +28,9 @@ pub struct NodeConfig {
     /// `host:port` → the `host:port` to connect to (a peer behind NAT or a port forward, or a
     /// test's fault-injecting proxy). Peers not in the map are dialled at their address.
     pub peer_address_map: BTreeMap<String, String>,
+    /// Where the monitoring HTTP listener binds (`/metrics`, `/livez`, `/readyz`; plaintext,
+    /// apart from the gRPC port). Default: none, no listener.
+    pub metrics_listen: Option<SocketAddr>,
     pub wal: WalConfig,
     pub limits: Limits,
     pub raft: RaftTiming,
@@ -42,6 +45,7 @@ impl Default for NodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7379)),
             advertise: None,
             peer_address_map: BTreeMap::new(),
+            metrics_listen: None,
             wal: WalConfig::default(),
             limits: Limits::default(),
             raft: RaftTiming::default(),

@@ -73,6 +73,21 @@ impl DiskSpace {
         }
     }
 
+    /// Free bytes at the last check (`u64::MAX` before the first one succeeded).
+    pub fn free(&self) -> u64 {
+        self.free.load(Ordering::Relaxed)
+    }
+
+    /// The reserve writes are refused under.
+    pub fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
+    /// Whether writes are refused now.
+    pub fn is_low(&self) -> bool {
+        self.low.load(Ordering::Relaxed)
+    }
+
     /// `Ok` unless free space is under the reserve.
     pub fn check(&self) -> Result<()> {
         if !self.low.load(Ordering::Relaxed) {

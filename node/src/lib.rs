@@ -22,6 +22,8 @@
 //! - `kv` — the data API: `kv::service`, `kv::route`, `kv::convert`, `kv::validate`.
 //! - `admin` — the operator API: `admin::service`, `admin::membership`, `admin::status`,
 //!   `admin::shard_list` (the Raft transport's service is islab-raft's).
+//! - `observe` — the monitoring HTTP listener: `observe::metrics` (`/metrics`),
+//!   `observe::probes` (`/livez`, `/readyz`).
 //! - `control` — background loops: `control::controller`, `control::reconciler`,
 //!   `control::quiesce`, `control::wal_budget`.
 
@@ -36,6 +38,7 @@ mod liveness;
 mod meta;
 mod node;
 mod node_state;
+mod observe;
 mod shard;
 
 pub use admin::service::{DEFAULT_REPLICATION, DEFAULT_SHARDS};

@@ -34,6 +34,7 @@ use crate::control::{controller, quiesce, reconciler, wal_budget};
 use crate::error::{Error, Result};
 use crate::kv::service::KvService;
 use crate::node_state::{META_GROUP, NodeState};
+use crate::observe;
 
 /// Entry point: [`Node::start`].
 pub struct Node;
@@ -42,6 +43,8 @@ pub struct Node;
 /// orderly Raft shutdown.
 pub struct NodeHandle {
     addr: SocketAddr,
+    /// Where `/metrics`, `/livez` and `/readyz` are served, if they are.
+    metrics_addr: Option<SocketAddr>,
     state: Arc<NodeState>,
     stop: CancellationToken,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
@@ -80,6 +83,10 @@ impl Node {
             addr: config.listen,
             source,
         })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(at) => Some(observe::bind(at).await?),
+            None => None,
+        };
         let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
         let state = Arc::new(NodeState::new(
             config.clone(),
@@ -104,6 +111,16 @@ impl Node {
         state.tasks.spawn(quiesce::run(state.clone()));
         state.tasks.spawn(wal_budget::run(state.clone()));
         state.tasks.spawn(state.disk.clone().watch(stop.clone()));
+        let mut metrics_addr = None;
+        if let Some(listener) = metrics_listener {
+            let at = listener.local_addr().map_err(|source| Error::Bind {
+                addr: config.metrics_listen.unwrap_or(addr),
+                source,
+            })?;
+            tracing::info!(%at, "serving /metrics, /livez and /readyz");
+            metrics_addr = Some(at);
+            state.tasks.spawn(observe::serve(state.clone(), listener));
+        }
         tracing::info!(
             node = config.id,
             %addr,
@@ -114,6 +131,7 @@ impl Node {
         );
         Ok(NodeHandle {
             addr,
+            metrics_addr,
             state,
             stop,
             server: Some(server),
@@ -201,6 +219,11 @@ impl NodeHandle {
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the monitoring listener is bound to (`--metrics-listen`), if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The `host:port` peers and clients use.

@@ -19,6 +19,7 @@
 //!     named the way recovery treats it (used by recovery and by `islab wal dump`).
 //!   - `wal::recovery` — rebuilding the index at open: what each kind of damage means.
 //!   - `wal::group_log` — one group's in-memory log index.
+//!   - `wal::latency` — the fsync duration histogram (`WalStats::fsync_latency`).
 //! - `fs`, [`sim`] — file I/O behind a trait, and a disk that can lose power, for tests.
 //! - `memstore` — the in-memory state machine: one shard's map of versioned values, its reads
 //!   (its unit tests in `memstore/tests.rs`).
@@ -63,6 +64,7 @@ pub use memstore::command::{
     Command, MAX_GATHERED, POSITION_BITS, RESERVED_PREFIX, Request, Response, WriteId, version,
 };
 pub use memstore::{CheckpointScan, MemStore, SESSION_WINDOW, Versioned};
+pub use wal::latency::{FSYNC_BUCKETS_MICROS, FsyncLatency};
 pub use wal::record::{Decoded, Record, decode as decode_record, find_next_record};
 pub use wal::recovery::{RecoveryReport, Skipped, TornTail};
 pub use wal::scan::{Damage, DamageKind, HeaderFault, ScanItem, SegmentScan, list_segments};

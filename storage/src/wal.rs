@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::fs::{FileSystem, StdFs};
 use crate::{GroupId, LogPos, LogRecord, LogState};
 use group_log::{GroupLog, Loc};
+use latency::FsyncLatency;
 use record::Record;
 use recovery::RecoveryReport;
 use segment::segment_path;
@@ -43,6 +44,7 @@ use shared::{CACHE_OVERHEAD, Counters, Msg, Op, Shared, State};
 use submission::{encode_summary, join, reserve, send, submit};
 
 pub(crate) mod group_log;
+pub(crate) mod latency;
 mod read;
 pub(crate) mod record;
 pub(crate) mod recovery;
@@ -55,7 +57,7 @@ mod writer;
 pub use shared::Callback;
 
 /// Counters for status pages and benchmarks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WalStats {
     pub segments: u64,
     /// Bytes in all live segment files.
@@ -64,6 +66,10 @@ pub struct WalStats {
     pub fsyncs: u64,
     pub batches: u64,
     pub groups: u64,
+    /// Bytes written to segment files since open.
+    pub bytes_written: u64,
+    /// How long the fsyncs since open took.
+    pub fsync_latency: FsyncLatency,
 }
 
 /// A handle to the node's WAL. Cheap to clone; the writer stops when the last clone drops.
@@ -443,6 +449,8 @@ impl Wal {
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             groups: st.groups.values().filter(|g| !g.is_blank()).count() as u64,
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            fsync_latency: c.fsync_latency.read(),
         }
     }
 

@@ -55,6 +55,11 @@ pub struct ServerArgs {
     #[arg(long, env = "ISLAB_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<std::net::SocketAddr>,
 
+    /// Serve /metrics (Prometheus), /livez and /readyz over plain HTTP here (a port apart
+    /// from the gRPC one). [default: off]
+    #[arg(long, env = "ISLAB_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// host:port other nodes and clients use to reach this node. [default: the listen address]
     #[arg(long, env = "ISLAB_ADVERTISE", value_name = "HOST:PORT")]
     pub advertise: Option<String>,

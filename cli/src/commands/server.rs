@@ -28,6 +28,9 @@ pub fn config(args: &ServerArgs) -> Result<NodeConfig> {
     if let Some(l) = args.listen {
         c.listen = l;
     }
+    if let Some(m) = args.metrics_listen {
+        c.metrics_listen = Some(m);
+    }
     if let Some(a) = &args.advertise {
         c.advertise = Some(a.clone());
     }
@@ -97,6 +100,10 @@ pub fn run(args: ServerArgs) -> Result<Outcome> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let mut node = Node::start(config).await?;
+        // The metrics address first, so that whoever waits for "serving on" finds it too.
+        if let Some(at) = node.metrics_addr() {
+            println!("islab node {} metrics on http://{at}/metrics", node.id());
+        }
         // One line on stdout that scripts (and tests) can wait for.
         println!(
             "islab node {} serving on {} (advertised as {})",

@@ -16,6 +16,7 @@ use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, WalFile};
 use crate::wal::group_log::GroupLog;
+use crate::wal::latency::FsyncHistogram;
 
 /// Bookkeeping bytes charged to the cache budget per cached entry, so many tiny entries cannot
 /// hold far more memory than the budget says.
@@ -31,6 +32,9 @@ pub(crate) struct Counters {
     pub entries: AtomicU64,
     pub fsyncs: AtomicU64,
     pub batches: AtomicU64,
+    /// Bytes written to segment files (frames and headers).
+    pub bytes_written: AtomicU64,
+    pub fsync_latency: FsyncHistogram,
 }
 
 /// State shared by handles and the writer.

@@ -212,6 +212,10 @@ impl Writer {
         self.position = at + buf.len() as u64;
         self.dirty = true;
         self.shared
+            .counters
+            .bytes_written
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.shared
             .state
             .lock()
             .unwrap()
@@ -243,6 +247,7 @@ impl Writer {
                 ),
                 crate::failpoints::injected_error("wal::before_fsync")
             )));
+            let started = std::time::Instant::now();
             self.current.1.sync_data().map_err(|e| {
                 Error::io(
                     format!(
@@ -252,6 +257,7 @@ impl Writer {
                     e,
                 )
             })?;
+            self.shared.counters.fsync_latency.record(started.elapsed());
             self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             crate::failpoint!("wal::after_fsync", |_| Err(Error::io(
                 format!(

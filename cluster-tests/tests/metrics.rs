@@ -206,3 +206,46 @@ async fn metrics_move_with_load_and_probes_tell_ready_from_not() {
     let s = scrape(&addr).await.unwrap();
     assert_eq!(value(&s, "islab_cluster_map_epoch"), 0.0);
 }
+
+/// A metrics address another process holds stops the node's start with an error naming it
+/// (rather than a node that serves gRPC and silently no metrics).
+#[test]
+fn a_taken_metrics_port_fails_the_start_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(islab_cluster_tests::islab_binary())
+        .args([
+            "server",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &addr,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("node1"))
+        .env("ISLAB_MIN_FREE_DISK_BYTES", (32u64 << 20).to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A node that started anyway would serve until killed: bound the wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the node started although its metrics address {addr} is taken");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(&addr), "the error names {addr}: {stderr}");
+    drop(taken);
+}

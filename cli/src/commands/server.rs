@@ -186,7 +186,7 @@ mod tests {
         let file = dir.path().join("node.toml");
         std::fs::write(
             &file,
-            "id = 7\ndata-dir = \"/from/file\"\n[wal]\ndurability = \"async\"\n[limits]\nmax-value-bytes = 100\n",
+            "id = 7\ndata-dir = \"/from/file\"\nmetrics-listen = \"127.0.0.1:9379\"\n[wal]\ndurability = \"async\"\n[limits]\nmax-value-bytes = 100\n",
         )
         .unwrap();
         let c = config(&args(&[
@@ -198,6 +198,7 @@ mod tests {
         .unwrap();
         assert_eq!((c.id, c.wal.durability), (7, Durability::Async));
         assert_eq!(c.limits.max_value_bytes, 100);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9379".parse().unwrap()));
         let c = config(&args(&[
             "islab",
             "server",
@@ -207,9 +208,12 @@ mod tests {
             "9",
             "--durability",
             "sync",
+            "--metrics-listen",
+            "0.0.0.0:9100",
         ]))
         .unwrap();
         assert_eq!((c.id, c.wal.durability), (9, Durability::Sync));
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
         assert_eq!(c.data_dir, std::path::PathBuf::from("/from/file"));
     }
 

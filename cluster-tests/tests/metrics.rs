@@ -1,10 +1,12 @@
 //! The monitoring listener of real `islab server` processes (`--metrics-listen`): `/metrics`
 //! parsed by the Prometheus project's own OpenMetrics parser (`cluster-tests/python/
 //! scrape.py`, strict about types, names and the final `# EOF`) moves with load, `/livez`
-//! answers, and `/readyz` tells a formed cluster's nodes from one that belongs to none.
+//! answers, `/readyz` tells a formed cluster's nodes from one that belongs to none, and the
+//! alert rules in deploy/prometheus pass promtool and name only metrics a node serves.
 //!
-//! Needs python3 with prometheus-client (`cluster-tests/python/requirements.txt`;
-//! `scripts/test` installs it). Missing, the test fails saying so: it is never skipped.
+//! Needs python3 with prometheus-client (`cluster-tests/python/requirements.txt`) and promtool
+//! (Debian package prometheus); `scripts/test` installs both. Missing, the test fails saying
+//! so: it is never skipped.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,6 +85,48 @@ fn data_sum(s: &Samples, name: &str) -> f64 {
         .sum()
 }
 
+/// `deploy/prometheus/islab-rules.yml` passes `promtool check rules`, its unit tests
+/// (`islab-rules.test.yml`) pass `promtool test rules`, and every `islab_*` metric it names is
+/// one a real node serves (`scrape`).
+fn alert_rules_name_what_a_node_serves(scrape: &Samples) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus");
+    for args in [
+        ["check", "rules", "islab-rules.yml"],
+        ["test", "rules", "islab-rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect(
+                "promtool must be installed (Debian package prometheus; scripts/test installs it)",
+            );
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = std::fs::read_to_string(dir.join("islab-rules.yml")).unwrap();
+    let mut named = std::collections::BTreeSet::new();
+    for (at, _) in rules.match_indices("islab_") {
+        let name: String = rules[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        named.insert(name);
+    }
+    assert!(named.len() >= 5, "the rules name {named:?}");
+    for name in &named {
+        assert!(
+            scrape.contains_key(name),
+            "the rules use {name}, which no node serves"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_load_and_probes_tell_ready_from_not() {
     init_tracing();
@@ -134,8 +178,20 @@ async fn metrics_move_with_load_and_probes_tell_ready_from_not() {
         assert_eq!(value(&s, "islab_writes_refused"), 0.0, "{addr}");
         assert!(value(&s, "islab_disk_free_bytes") > 0.0, "{addr}");
         assert!(value(&s, "islab_cluster_map_epoch") >= 1.0, "{addr}");
+        // Every node saw a leader come in each of its groups (the first one counts).
+        assert!(
+            value(&s, "islab_server_leader_changes_seen_total") >= f64::from(SHARDS + 1),
+            "{addr}"
+        );
+        assert!(
+            s["islab_group_leader_changes_total"]
+                .values()
+                .all(|n| *n >= 1.0),
+            "{addr}"
+        );
         before.push(s);
     }
+    alert_rules_name_what_a_node_serves(&before[0]);
     let leading: f64 = before
         .iter()
         .map(|s| value(s, "islab_server_groups_leading"))

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub(crate) struct NodeState {
     pub stop: CancellationToken,
     /// Why a group stopped for good, if one did.
     pub fatal: Mutex<Option<String>>,
+    /// New leaders this node saw, over all its groups (each group's own count is
+    /// [`Shard::leader_changes`]).
+    pub leader_changes: AtomicU64,
     groups: RwLock<HashMap<GroupId, Arc<Shard>>>,
     /// This node's copy of the shard map, from the meta group; `None` before init.
     map: RwLock<Option<Arc<ShardMap>>>,
@@ -76,6 +80,7 @@ impl NodeState {
             peers,
             stop: CancellationToken::new(),
             fatal: Mutex::new(None),
+            leader_changes: AtomicU64::new(0),
             groups: RwLock::default(),
             map: RwLock::default(),
             nodes: RwLock::default(),
@@ -193,7 +198,7 @@ impl NodeState {
         if let Some(lost) = lost {
             let _ = lost.raft.shutdown().await;
         } else {
-            self.tasks.spawn(watch_fatal(self.clone(), kept.clone()));
+            self.tasks.spawn(watch_group(self.clone(), kept.clone()));
             tracing::info!(group, "group started");
         }
         Ok(kept)
@@ -213,14 +218,27 @@ impl NodeState {
     }
 }
 
+/// Follows one group's state as it changes: counts the leaders it sees come, and stops the node
+/// if the group's Raft stopped for good.
+///
 /// A group whose Raft stopped for good (its storage failed: the WAL refuses everything after a
 /// failed fsync) cannot serve again in this process. Rather than linger as a node that answers
 /// health checks but nothing else, the node stops serving, so `islab server` exits non-zero and
 /// a supervisor restarts it — recovery then starts from what is on disk.
-async fn watch_fatal(state: Arc<NodeState>, shard: Arc<Shard>) {
+async fn watch_group(state: Arc<NodeState>, shard: Arc<Shard>) {
     let mut metrics = shard.raft.watch();
+    let mut leader = None;
     loop {
-        if let Some(reason) = metrics.get().failure {
+        let m = metrics.get();
+        // etcd's `leader_changes_seen` counts the first leader too: so does this.
+        if m.leader != leader {
+            leader = m.leader;
+            if leader.is_some() {
+                shard.leader_changes.fetch_add(1, Ordering::Relaxed);
+                state.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(reason) = m.failure {
             if state.stop.is_cancelled() || shard.stopping.is_cancelled() {
                 return; // an orderly shutdown also ends the group
             }

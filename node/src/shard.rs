@@ -42,6 +42,8 @@ pub(crate) struct Shard {
     /// Read requests answered, and keys they asked for (see [`Shard::count_read`]).
     read_requests: AtomicU64,
     keys_read: AtomicU64,
+    /// New leaders this node saw in the group since it started here (the first included).
+    pub leader_changes: AtomicU64,
 }
 
 impl Shard {
@@ -65,6 +67,7 @@ impl Shard {
             founded: std::sync::atomic::AtomicBool::new(false),
             read_requests: AtomicU64::new(0),
             keys_read: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
         }
     }
 

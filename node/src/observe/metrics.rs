@@ -7,9 +7,11 @@
 //! ```text
 //! islab_build_info{version}                       1
 //! islab_server_groups / _leading / _without_leader / _quiescent   counts of this node's groups
+//! islab_server_leader_changes_seen_total          new leaders seen, over all groups
 //! islab_cluster_map_epoch                         the shard map's epoch this node knows
 //! islab_group_{keys,bytes,term,applied_index,committed_index,is_leader}{group}     gauges
-//! islab_group_{write_entries,write_requests,read_requests,keys_read,read_rounds}_total{group}
+//! islab_group_{write_entries,write_requests,read_requests,keys_read,read_rounds,
+//!             leader_changes}_total{group}
 //! islab_wal_{bytes,segments}                      gauges
 //! islab_wal_{fsyncs,entries_appended,batches,bytes_written}_total
 //! islab_wal_fsync_duration_seconds_{bucket,sum,count}   histogram, 100 µs … 8.192 s
@@ -27,6 +29,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::admin::status::local_status;
 use crate::node_state::NodeState;
@@ -160,6 +163,12 @@ impl Collector for NodeCollector {
             "Raft groups of this node that are quiet (no heartbeats while idle)",
             count(&|g| g.quiesced),
         )?;
+        counter(
+            &mut e,
+            "islab_server_leader_changes_seen",
+            "New leaders this node saw, over all its groups, since it started (etcd: etcd_server_leader_changes_seen_total)",
+            node.leader_changes.load(Ordering::Relaxed),
+        )?;
         gauge(
             &mut e,
             "islab_cluster_map_epoch",
@@ -241,6 +250,17 @@ impl Collector for NodeCollector {
             "islab_group_read_rounds",
             "Read-index rounds run for linearizable reads (reads share rounds)",
             &rows(&|g| g.read_rounds),
+        )?;
+        let changes: std::collections::HashMap<u64, u64> = node
+            .shards()
+            .iter()
+            .map(|s| (s.group, s.leader_changes.load(Ordering::Relaxed)))
+            .collect();
+        group_counters(
+            &mut e,
+            "islab_group_leader_changes",
+            "New leaders this node saw in the group since the group started here (the first included)",
+            &rows(&|g| changes.get(&g.group_id).copied().unwrap_or(0)),
         )?;
 
         gauge(

@@ -130,8 +130,18 @@ fn alert_rules_name_what_a_node_serves(scrape: &Samples) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_load_and_probes_tell_ready_from_not() {
     init_tracing();
-    let mut cluster =
-        Cluster::start_sharded(3, SHARDS, 3, &["--metrics-listen", "127.0.0.1:0"]).await;
+    let mut cluster = Cluster::start_sharded(
+        3,
+        SHARDS,
+        3,
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--max-value-bytes",
+            "1000",
+        ],
+    )
+    .await;
     let addrs: Vec<String> = (1..=3)
         .map(|id| {
             cluster
@@ -206,6 +216,9 @@ async fn metrics_move_with_load_and_probes_tell_ready_from_not() {
             .await
             .unwrap();
     }
+    // One the servers refuse (the value is over --max-value-bytes): counted with its code.
+    let refused = client.put("metrics-too-big", vec![b'x'; 2000]).await;
+    assert!(refused.is_err(), "{refused:?}");
     let (before, addrs_ref) = (&before, &addrs);
     wait_for(
         "every replica holds every key, and the counters moved",
@@ -213,6 +226,7 @@ async fn metrics_move_with_load_and_probes_tell_ready_from_not() {
         || async move {
             let mut keys = 0.0;
             let mut requests = 0.0;
+            let mut scrapes = Vec::new();
             for (i, addr) in addrs_ref.iter().enumerate() {
                 let s = scrape(addr).await?;
                 keys += data_sum(&s, "islab_group_keys");
@@ -235,6 +249,30 @@ async fn metrics_move_with_load_and_probes_tell_ready_from_not() {
                 {
                     return Err(format!("{addr}: no WAL bytes written"));
                 }
+                scrapes.push(s);
+            }
+            // Every put was answered by some node's Kv service, each call timed once.
+            let (mut ok, mut refused, mut timed) = (0.0, 0.0, 0.0);
+            for s in &scrapes {
+                for (labels, n) in &s["grpc_server_handled_total"] {
+                    if labels.contains("grpc_method=Put") && labels.contains("grpc_service=islab.v1.Kv") {
+                        if labels.contains("grpc_code=OK") {
+                            ok += n;
+                        } else {
+                            refused += n;
+                        }
+                    }
+                }
+                for (labels, n) in &s["grpc_server_handling_seconds_count"] {
+                    if labels.contains("grpc_method=Put") && labels.contains("grpc_service=islab.v1.Kv") {
+                        timed += n;
+                    }
+                }
+            }
+            if ok < PUTS as f64 || refused < 1.0 || timed != ok + refused {
+                return Err(format!(
+                    "Kv/Put calls: {ok} OK (want >= {PUTS}), {refused} refused (want >= 1), {timed} timed"
+                ));
             }
             // Every put is proposed once by its shard's leader (a retried one may be proposed
             // again, never less), and lands on all 3 replicas.

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::kv::service::KvService;
 use crate::node_state::{META_GROUP, NodeState};
 use crate::observe;
+use crate::observe::grpc::GrpcMetricsLayer;
 
 /// Entry point: [`Node::start`].
 pub struct Node;
@@ -180,9 +181,13 @@ async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the embedded descriptor set is valid");
+    let grpc_metrics = GrpcMetricsLayer {
+        stats: state.grpc.clone(),
+    };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .layer(grpc_metrics)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -19,6 +19,7 @@ use crate::config::NodeConfig;
 use crate::disk_space::DiskSpace;
 use crate::error::{Error, Result};
 use crate::liveness::Liveness;
+use crate::observe::grpc::GrpcStats;
 use crate::shard::Shard;
 
 /// The meta group: it replicates the node list (its membership) and the shard map. Every node
@@ -42,6 +43,8 @@ pub(crate) struct NodeState {
     /// New leaders this node saw, over all its groups (each group's own count is
     /// [`Shard::leader_changes`]).
     pub leader_changes: AtomicU64,
+    /// Every gRPC call served, by method and code (`observe::grpc`).
+    pub grpc: Arc<GrpcStats>,
     groups: RwLock<HashMap<GroupId, Arc<Shard>>>,
     /// This node's copy of the shard map, from the meta group; `None` before init.
     map: RwLock<Option<Arc<ShardMap>>>,
@@ -81,6 +84,7 @@ impl NodeState {
             stop: CancellationToken::new(),
             fatal: Mutex::new(None),
             leader_changes: AtomicU64::new(0),
+            grpc: Arc::default(),
             groups: RwLock::default(),
             map: RwLock::default(),
             nodes: RwLock::default(),

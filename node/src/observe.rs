@@ -3,11 +3,15 @@
 //! probes.
 //!
 //! Everything it shows is read when it is asked for, from the same state `Admin.Status`
-//! answers with (`admin::status`): serving it adds nothing to the write or read path.
+//! answers with (`admin::status`), except two things recorded on the way: the WAL's fsync
+//! times and each gRPC call (`grpc`: a clock read, a map lookup under a read lock and three
+//! atomic adds per call).
 //!
 //! - `metrics` — the scrape: counters and gauges in the OpenMetrics text format
+//! - `grpc` — the tower layer that counts and times every gRPC call the node serves
 //! - `probes` — what live and ready mean
 
+pub(crate) mod grpc;
 mod metrics;
 mod probes;
 

@@ -19,7 +19,6 @@
 //!     named the way recovery treats it (used by recovery and by `islab wal dump`).
 //!   - `wal::recovery` — rebuilding the index at open: what each kind of damage means.
 //!   - `wal::group_log` — one group's in-memory log index.
-//!   - `wal::latency` — the fsync duration histogram (`WalStats::fsync_latency`).
 //! - `fs`, [`sim`] — file I/O behind a trait, and a disk that can lose power, for tests.
 //! - `memstore` — the in-memory state machine: one shard's map of versioned values, its reads
 //!   (its unit tests in `memstore/tests.rs`).
@@ -34,6 +33,8 @@
 //!   - `checkpoint::loader` — loading one on several threads.
 //! - `catalog`, `data_dir` — sled metadata, and the locked directory layout.
 //! - [`codec`] — bincode 2, the one place typed values become bytes.
+//! - `latency` — [`LatencyHistogram`]: lock-free fixed-bucket timings (the WAL's fsyncs, the
+//!   node's gRPC calls).
 //! - [`failpoints`] — named fault-injection points (cargo feature `failpoints`).
 //! - `config`, `error` — [`WalConfig`] and the crate's one [`Error`].
 
@@ -45,6 +46,7 @@ mod data_dir;
 mod error;
 pub mod failpoints;
 mod fs;
+mod latency;
 mod memstore;
 pub mod sim;
 mod wal;
@@ -60,11 +62,11 @@ pub use config::{Durability, RecoveryMode, WalConfig};
 pub use data_dir::DataDir;
 pub use error::{Error, Result};
 pub use fs::{FileSystem, StdFs, WalFile};
+pub use latency::{LATENCY_BUCKETS_MICROS, Latency, LatencyHistogram};
 pub use memstore::command::{
     Command, MAX_GATHERED, POSITION_BITS, RESERVED_PREFIX, Request, Response, WriteId, version,
 };
 pub use memstore::{CheckpointScan, MemStore, SESSION_WINDOW, Versioned};
-pub use wal::latency::{FSYNC_BUCKETS_MICROS, FsyncLatency};
 pub use wal::record::{Decoded, Record, decode as decode_record, find_next_record};
 pub use wal::recovery::{RecoveryReport, Skipped, TornTail};
 pub use wal::scan::{Damage, DamageKind, HeaderFault, ScanItem, SegmentScan, list_segments};

@@ -34,9 +34,9 @@ use bytes::Bytes;
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, StdFs};
+use crate::latency::Latency;
 use crate::{GroupId, LogPos, LogRecord, LogState};
 use group_log::{GroupLog, Loc};
-use latency::FsyncLatency;
 use record::Record;
 use recovery::RecoveryReport;
 use segment::segment_path;
@@ -44,7 +44,6 @@ use shared::{CACHE_OVERHEAD, Counters, Msg, Op, Shared, State};
 use submission::{encode_summary, join, reserve, send, submit};
 
 pub(crate) mod group_log;
-pub(crate) mod latency;
 mod read;
 pub(crate) mod record;
 pub(crate) mod recovery;
@@ -69,7 +68,7 @@ pub struct WalStats {
     /// Bytes written to segment files since open.
     pub bytes_written: u64,
     /// How long the fsyncs since open took.
-    pub fsync_latency: FsyncLatency,
+    pub fsync_latency: Latency,
 }
 
 /// A handle to the node's WAL. Cheap to clone; the writer stops when the last clone drops.

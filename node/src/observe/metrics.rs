@@ -1,7 +1,8 @@
 //! `/metrics`: what `Admin.Status` says, as OpenMetrics text, read on each scrape.
 //!
-//! Names follow etcd's where there is one to follow (`*_has_leader`, `*_fsyncs`), prefixed
-//! `islab_`. Labels: per-group series carry `group` (the shard's Raft group id; a handful per
+//! Names follow etcd's where there is one to follow (`*_leader_changes_seen`, `*_fsync_duration_
+//! seconds`), prefixed `islab_`; the gRPC ones are go-grpc-prometheus' own, as etcd exports
+//! them. Labels: per-group series carry `group` (the shard's Raft group id; a handful per
 //! node, so the cardinality is the number of shards); node-wide ones carry none.
 //!
 //! ```text
@@ -16,12 +17,14 @@
 //! islab_wal_{fsyncs,entries_appended,batches,bytes_written}_total
 //! islab_wal_fsync_duration_seconds_{bucket,sum,count}   histogram, 100 µs … 8.192 s
 //! islab_disk_{free_bytes,reserve_bytes}, islab_writes_refused (1 while under the reserve)
+//! grpc_server_handled_total{grpc_service,grpc_method,grpc_code}   (go-grpc-prometheus names)
+//! grpc_server_handling_seconds_{bucket,sum,count}{grpc_service,grpc_method}
 //! ```
 //!
 //! A group's counters count from when the group started on this node (a restart or a replica
 //! that moves here starts them at 0, which Prometheus reads as a counter reset).
 
-use islab_storage::FsyncLatency;
+use islab_storage::Latency;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -31,6 +34,7 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::grpc::{CODES, MethodReading};
 use crate::admin::status::local_status;
 use crate::node_state::NodeState;
 
@@ -70,14 +74,61 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
 }
 
 /// `islab_wal_fsync_duration_seconds` (etcd: `etcd_disk_wal_fsync_duration_seconds`).
-fn fsync_histogram(e: &mut DescriptorEncoder, h: &FsyncLatency) -> std::fmt::Result {
+fn fsync_histogram(e: &mut DescriptorEncoder, h: &Latency) -> std::fmt::Result {
     let mut m = e.encode_descriptor(
         "islab_wal_fsync_duration_seconds",
         "How long the WAL's fdatasync calls took (one per group commit)",
         None,
         MetricType::Histogram,
     )?;
-    // The encoder wants each bucket's own count, and +Inf last.
+    let (sum, count, buckets) = histogram_parts(h);
+    m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+}
+
+/// `grpc_server_handled_total` and `grpc_server_handling_seconds`, go-grpc-prometheus' names.
+fn grpc_families(e: &mut DescriptorEncoder, methods: &[MethodReading]) -> std::fmt::Result {
+    let mut handled = e.encode_descriptor(
+        "grpc_server_handled",
+        "gRPC calls this node answered, by method and status code",
+        None,
+        MetricType::Counter,
+    )?;
+    for m in methods {
+        for (code, n) in m.handled.iter().enumerate() {
+            // OK always, other codes once they happened.
+            if *n == 0 && code != 0 {
+                continue;
+            }
+            let labels = [
+                ("grpc_service", m.service.clone()),
+                ("grpc_method", m.method.clone()),
+                ("grpc_code", CODES[code].to_string()),
+            ];
+            ConstCounter::new(*n).encode(handled.encode_family(&labels)?)?;
+        }
+    }
+    let mut seconds = e.encode_descriptor(
+        "grpc_server_handling_seconds",
+        "Time from a call's arrival to its response headers, by method",
+        None,
+        MetricType::Histogram,
+    )?;
+    for m in methods {
+        let labels = [
+            ("grpc_service", m.service.clone()),
+            ("grpc_method", m.method.clone()),
+        ];
+        let (sum, count, buckets) = histogram_parts(&m.latency);
+        seconds
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
+
+/// A reading as the encoder wants it: sum in seconds, count, each bucket's own count with
+/// its bound in seconds, +Inf last.
+fn histogram_parts(h: &Latency) -> (f64, u64, Vec<(f64, u64)>) {
     let mut below = 0;
     let mut buckets: Vec<(f64, u64)> = h
         .buckets
@@ -89,7 +140,7 @@ fn fsync_histogram(e: &mut DescriptorEncoder, h: &FsyncLatency) -> std::fmt::Res
         })
         .collect();
     buckets.push((f64::MAX, h.count - below));
-    m.encode_histogram::<NoLabelSet>(h.sum_micros as f64 / 1e6, h.count, &buckets, None)
+    (h.sum_micros as f64 / 1e6, h.count, buckets)
 }
 
 /// One gauge family with a series per group.
@@ -300,6 +351,7 @@ impl Collector for NodeCollector {
             wal.bytes_written,
         )?;
         fsync_histogram(&mut e, &wal.fsync_latency)?;
+        grpc_families(&mut e, &node.grpc.read())?;
 
         let disk = &node.disk;
         gauge(

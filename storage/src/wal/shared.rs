@@ -15,8 +15,8 @@ use crate::GroupId;
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, WalFile};
+use crate::latency::LatencyHistogram;
 use crate::wal::group_log::GroupLog;
-use crate::wal::latency::FsyncHistogram;
 
 /// Bookkeeping bytes charged to the cache budget per cached entry, so many tiny entries cannot
 /// hold far more memory than the budget says.
@@ -34,7 +34,7 @@ pub(crate) struct Counters {
     pub batches: AtomicU64,
     /// Bytes written to segment files (frames and headers).
     pub bytes_written: AtomicU64,
-    pub fsync_latency: FsyncHistogram,
+    pub fsync_latency: LatencyHistogram,
 }
 
 /// State shared by handles and the writer.

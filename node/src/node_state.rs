@@ -43,8 +43,9 @@ pub(crate) struct NodeState {
     /// New leaders this node saw, over all its groups (each group's own count is
     /// [`Shard::leader_changes`]).
     pub leader_changes: AtomicU64,
-    /// Every gRPC call served, by method and code (`observe::grpc`).
-    pub grpc: Arc<GrpcStats>,
+    /// Every gRPC call served, by method and code (`observe::grpc`), when the node serves
+    /// `/metrics` (`metrics-listen`); `None` otherwise, and calls are not counted.
+    pub grpc: Option<Arc<GrpcStats>>,
     groups: RwLock<HashMap<GroupId, Arc<Shard>>>,
     /// This node's copy of the shard map, from the meta group; `None` before init.
     map: RwLock<Option<Arc<ShardMap>>>,
@@ -73,6 +74,7 @@ impl NodeState {
             config.peer_address_map.clone(),
         );
         let disk = DiskSpace::new(data_dir.root(), config.limits.min_free_disk_bytes);
+        let grpc = config.metrics_listen.map(|_| Arc::default());
         NodeState {
             disk,
             config,
@@ -84,7 +86,7 @@ impl NodeState {
             stop: CancellationToken::new(),
             fatal: Mutex::new(None),
             leader_changes: AtomicU64::new(0),
-            grpc: Arc::default(),
+            grpc,
             groups: RwLock::default(),
             map: RwLock::default(),
             nodes: RwLock::default(),

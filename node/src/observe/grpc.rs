@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use futures::future::Either;
 use islab_storage::{Latency, LatencyHistogram};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -113,10 +114,11 @@ impl GrpcStats {
     }
 }
 
-/// Wraps the node's gRPC server so every call is counted in [`GrpcStats`].
+/// Wraps the node's gRPC server so every call is counted in [`GrpcStats`] — when there are
+/// stats to count into (the node serves `/metrics`); without, calls pass straight through.
 #[derive(Clone)]
 pub(crate) struct GrpcMetricsLayer {
-    pub stats: Arc<GrpcStats>,
+    pub stats: Option<Arc<GrpcStats>>,
 }
 
 impl<S> Layer<S> for GrpcMetricsLayer {
@@ -130,10 +132,13 @@ impl<S> Layer<S> for GrpcMetricsLayer {
     }
 }
 
+/// A call being counted: its answer, then the counting.
+pub(crate) type Timed<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
 #[derive(Clone)]
 pub(crate) struct GrpcMetrics<S> {
     inner: S,
-    stats: Arc<GrpcStats>,
+    stats: Option<Arc<GrpcStats>>,
 }
 
 impl<S, B, RB> Service<http::Request<B>> for GrpcMetrics<S>
@@ -143,17 +148,20 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Either<S::Future, Timed<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = self.stats.method(request.uri().path());
+        let Some(stats) = &self.stats else {
+            return Either::Left(self.inner.call(request));
+        };
+        let method = stats.method(request.uri().path());
         let started = Instant::now();
         let answer = self.inner.call(request);
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let result = answer.await;
             let code = match &result {
                 Ok(response) => response
@@ -169,7 +177,7 @@ where
             method.handled[code].fetch_add(1, Ordering::Relaxed);
             method.latency.record(started.elapsed());
             result
-        })
+        }))
     }
 }
 

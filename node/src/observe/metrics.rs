@@ -351,7 +351,9 @@ impl Collector for NodeCollector {
             wal.bytes_written,
         )?;
         fsync_histogram(&mut e, &wal.fsync_latency)?;
-        grpc_families(&mut e, &node.grpc.read())?;
+        if let Some(grpc) = &node.grpc {
+            grpc_families(&mut e, &grpc.read())?;
+        }
 
         let disk = &node.disk;
         gauge(

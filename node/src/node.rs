@@ -85,7 +85,13 @@ impl Node {
             source,
         })?;
         let metrics_listener = match config.metrics_listen {
-            Some(at) => Some(observe::bind(at).await?),
+            Some(at) => {
+                let listener = observe::bind(at).await?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| Error::Bind { addr: at, source })?;
+                Some((listener, bound))
+            }
             None => None,
         };
         let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
@@ -112,16 +118,11 @@ impl Node {
         state.tasks.spawn(quiesce::run(state.clone()));
         state.tasks.spawn(wal_budget::run(state.clone()));
         state.tasks.spawn(state.disk.clone().watch(stop.clone()));
-        let mut metrics_addr = None;
-        if let Some(listener) = metrics_listener {
-            let at = listener.local_addr().map_err(|source| Error::Bind {
-                addr: config.metrics_listen.unwrap_or(addr),
-                source,
-            })?;
+        let metrics_addr = metrics_listener.map(|(listener, at)| {
             tracing::info!(%at, "serving /metrics, /livez and /readyz");
-            metrics_addr = Some(at);
             state.tasks.spawn(observe::serve(state.clone(), listener));
-        }
+            at
+        });
         tracing::info!(
             node = config.id,
             %addr,

@@ -290,6 +290,17 @@ fn voters(statuses: Vec<(String, islab_client::Result<StatusResponse>)>) -> Resu
     Ok(members)
 }
 
+/// A node's status as a test's fake answer (shared with `cluster_status`'s tests).
+#[cfg(test)]
+pub(crate) fn test_status(id: u64, cluster: &str) -> islab_client::Result<StatusResponse> {
+    Ok(StatusResponse {
+        node_id: id,
+        addr: format!("10.0.0.{id}:7379"),
+        cluster_id: cluster.into(),
+        ..Default::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use islab_client::GroupStatus;
@@ -297,12 +308,7 @@ mod tests {
     use super::*;
 
     fn node(id: u64, cluster: &str) -> islab_client::Result<StatusResponse> {
-        Ok(StatusResponse {
-            node_id: id,
-            addr: format!("10.0.0.{id}:7379"),
-            cluster_id: cluster.into(),
-            ..Default::default()
-        })
+        test_status(id, cluster)
     }
 
     #[test]

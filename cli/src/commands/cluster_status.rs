@@ -252,12 +252,7 @@ mod tests {
     use super::*;
 
     fn node(id: u64, cluster: &str) -> islab_client::Result<StatusResponse> {
-        Ok(StatusResponse {
-            node_id: id,
-            addr: format!("10.0.0.{id}:7379"),
-            cluster_id: cluster.into(),
-            ..Default::default()
-        })
+        crate::commands::cluster::test_status(id, cluster)
     }
 
     #[test]
